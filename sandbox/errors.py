@@ -1,0 +1,41 @@
+"""The one error tree of sandbox; every library failure is a SandboxError. No I/O here."""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class ManifestError(SandboxError):
+    """A manifest (file or image labels) is malformed; the message starts with the field path."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}" if field else problem)
+
+
+class PolicyError(SandboxError):
+    """A policy file, site policy or user override is malformed or contradicts itself."""
+
+
+class ProbeError(SandboxError):
+    """A probe could not run at all (a missing component is a fact, not this error)."""
+
+
+class ProviderError(SandboxError):
+    """A provider could not set up or tear down a host resource."""
+
+
+class LaunchError(SandboxError):
+    """The engine refused or failed to create, start or stop a container."""
+
+
+class BundleError(SandboxError):
+    """An app bundle file is malformed or hostile; the message names the member."""
+
+    def __init__(self, member: str, problem: str) -> None:
+        self.member = member
+        self.problem = problem
+        super().__init__(f"{member}: {problem}" if member else problem)
