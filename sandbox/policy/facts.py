@@ -130,6 +130,9 @@ class DeviceFacts:
     webcams: tuple[Webcam, ...] = ()
     gamepads: tuple[Gamepad, ...] = ()
     nvidia: NvidiaFacts = field(default_factory=NvidiaFacts)
+    # False where udevd's properties (ID_INPUT_JOYSTICK, ID_V4L_CAPABILITIES) were not seen:
+    # without them no webcam or gamepad can be recognised, so empty lists prove nothing.
+    udev_properties: bool = False
 
 
 @dataclass(frozen=True)
