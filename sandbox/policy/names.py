@@ -1,0 +1,115 @@
+"""Names an app leaves on the host: app ids, cgroup paths, systemd slices, labels. Pure, no I/O."""
+
+from __future__ import annotations
+
+import re
+
+from sandbox.errors import PolicyError
+
+# Flatpak's rules for application ids, so an id valid here is valid there and vice versa:
+# at least three dot-separated elements of [A-Za-z0-9_-], none starting with a digit, '-' only
+# in the last element, at most 255 characters (also the longest cgroup directory name).
+APP_ID_MAX_LEN = 255
+APP_ID_RE = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+\.[A-Za-z_][A-Za-z0-9_-]*"
+)
+
+# The cgroup every app cgroup sits under: `/sandbox/<app-id>` with the cgroupfs driver,
+# `sandbox.slice/sandbox-<escaped app-id>.slice` with the systemd driver.
+CGROUP_ROOT = "sandbox"
+SYSTEMD_ROOT_SLICE = "sandbox.slice"
+SYSTEMD_SLICE_PREFIX = "sandbox-"
+SYSTEMD_SLICE_SUFFIX = ".slice"
+SYSTEMD_UNIT_NAME_MAX = 255  # systemd's UNIT_NAME_MAX is 256 including the NUL
+
+# Labels the runtime puts on every container it creates; gc and instances find them by these.
+LABEL_APP_ID = "sandbox.app-id"
+LABEL_INSTANCE_ID = "sandbox.instance-id"
+LABEL_MANAGED = "sandbox.managed"  # value "1": the container belongs to this library
+
+_SYSTEMD_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
+_SYSTEMD_HEX_RE = re.compile(r"\\x([0-9a-f]{2})")
+
+
+def is_valid_app_id(app_id: str) -> bool:
+    """True for a flatpak-style reverse-DNS id such as `com.example.Game`."""
+    return len(app_id) <= APP_ID_MAX_LEN and APP_ID_RE.fullmatch(app_id) is not None
+
+
+def check_app_id(app_id: str) -> str:
+    """Return `app_id` unchanged, or raise PolicyError saying which rule it breaks."""
+    if is_valid_app_id(app_id):
+        return app_id
+    if len(app_id) > APP_ID_MAX_LEN:
+        problem = f"longer than {APP_ID_MAX_LEN} characters"
+    elif app_id.count(".") < 2:
+        problem = "needs at least three dot-separated elements (reverse-DNS, e.g. com.example.App)"
+    else:
+        problem = (
+            "elements may hold only A-Z a-z 0-9 _ (and - in the last one), "
+            "must not be empty and must not start with a digit"
+        )
+    raise PolicyError(f"app id {app_id!r}: {problem}")
+
+
+def cgroup_parent_cgroupfs(app_id: str) -> str:
+    """The absolute `cgroup_parent` for the cgroupfs driver: `/sandbox/<app-id>`."""
+    return f"/{CGROUP_ROOT}/{check_app_id(app_id)}"
+
+
+def systemd_escape(text: str) -> str:
+    """`systemd-escape TEXT` (not --path): escape a string for use inside one unit name part.
+
+    '/' becomes '-', [A-Za-z0-9:_.] stay (except a leading '.'), every other byte of the UTF-8
+    encoding becomes `\\xNN`; so '-' itself becomes `\\x2d` and can never split a slice name.
+    """
+    out: list[str] = []
+    for index, char in enumerate(text):
+        if char == "/":
+            out.append("-")
+        elif char in _SYSTEMD_PLAIN and not (index == 0 and char == "."):
+            out.append(char)
+        else:
+            out.extend(f"\\x{byte:02x}" for byte in char.encode())
+    return "".join(out)
+
+
+def systemd_unescape(text: str) -> str | None:
+    """Invert `systemd_escape`; None unless `text` is exactly what `systemd_escape` produces.
+
+    Only the canonical spelling is accepted, so one app never has two slice names.
+    """
+    if "-" in text:
+        return None  # '-' separates slice levels; it cannot be part of one escaped name
+    raw = bytearray()
+    pos = 0
+    for match in _SYSTEMD_HEX_RE.finditer(text):
+        raw += text[pos : match.start()].encode()
+        raw.append(int(match.group(1), 16))
+        pos = match.end()
+    raw += text[pos:].encode()
+    try:
+        decoded = raw.decode()
+    except UnicodeDecodeError:
+        return None
+    return decoded if systemd_escape(decoded) == text else None
+
+
+def app_slice_name(app_id: str) -> str:
+    """The app's slice with the systemd driver: `sandbox-<escaped app-id>.slice`.
+
+    Docker's systemd driver takes this as `cgroup_parent` and creates
+    `sandbox.slice/sandbox-<escaped>.slice/` itself, because '-' in a slice name means nesting.
+    """
+    name = SYSTEMD_SLICE_PREFIX + systemd_escape(check_app_id(app_id)) + SYSTEMD_SLICE_SUFFIX
+    if len(name) > SYSTEMD_UNIT_NAME_MAX:
+        raise PolicyError(
+            f"app id {app_id!r}: its slice name is {len(name)} characters once escaped, "
+            f"systemd allows {SYSTEMD_UNIT_NAME_MAX}"
+        )
+    return name
+
+
+def app_cgroup_path_systemd(app_id: str) -> str:
+    """Where the app's slice sits in the cgroup tree: `/sandbox.slice/sandbox-<escaped>.slice`."""
+    return f"/{SYSTEMD_ROOT_SLICE}/{app_slice_name(app_id)}"
