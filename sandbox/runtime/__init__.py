@@ -1,0 +1,1 @@
+"""Runtime: compile a plan into a container spec, drive the engine, own the session lifecycle."""
