@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
+from integration.components import missing
 from sandbox.probes import devices
 
 pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).parent / "devices"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.umockdev"))
+# umockdev_run (the path of umockdev-run) comes from integration/conftest.py.
 NVIDIA_VERSION_TEXT = (
     "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.154.05  Thu Dec 28 22:39:44 UTC 2023\n"
     "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n"
@@ -39,21 +41,6 @@ SNIPPET = (
 )
 
 
-def _required(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required under CI=true")
-    pytest.skip(f"{what} is not available here")
-
-
-@pytest.fixture
-def umockdev_run() -> str:
-    path = shutil.which("umockdev-run")
-    if path is None:
-        _required("umockdev-run (Debian package umockdev)")
-    assert path is not None
-    return path
-
-
 @pytest.fixture
 def nvidia_env(tmp_path: Path) -> dict[str, str]:
     """A scratch dev root with real NVIDIA-numbered char devices, and a driver version file."""
@@ -63,7 +50,7 @@ def nvidia_env(tmp_path: Path) -> dict[str, str]:
         try:
             os.mknod(dev / name, 0o600 | stat.S_IFCHR, os.makedev(major, minor))
         except PermissionError:
-            _required("mknod (root or CAP_MKNOD)")
+            missing("mknod of NVIDIA-numbered char devices needs root or CAP_MKNOD")
     version = tmp_path / "nvidia-version"
     version.write_text(NVIDIA_VERSION_TEXT)
     return {devices.ENV_DEV_ROOT: str(dev), devices.ENV_NVIDIA_VERSION_FILE: str(version)}
