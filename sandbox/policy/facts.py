@@ -44,6 +44,7 @@ class DockerFacts:
     runtimes: tuple[str, ...] = ()
     security_options: tuple[str, ...] = ()
     cdi_devices: tuple[str, ...] = ()  # CDI device names the engine offers (e.g. nvidia.com/gpu=0)
+    cdi_spec_dirs: tuple[str, ...] = ()  # where the engine reads CDI specs (Info.CDISpecDirs)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,15 @@ class CgroupMount:
 
 
 @dataclass(frozen=True)
+class CgroupMembership:
+    """One line of /proc/PID/cgroup: hierarchy 0 with no controllers is the unified (v2) one."""
+
+    hierarchy_id: int
+    controllers: tuple[str, ...]  # ("cpu", "cpuacct"), ("name=systemd",), () for v2
+    path: str  # "/user.slice/..." relative to that hierarchy's root
+
+
+@dataclass(frozen=True)
 class CgroupFacts:
     available: bool
     reason: str | None = None
@@ -151,6 +161,7 @@ class CgroupFacts:
     controllers: tuple[str, ...] = ()
     can_create_parent: bool = False  # may this user create the sandbox parent cgroup?
     parent_reason: str | None = None
+    own: tuple[CgroupMembership, ...] = ()  # where the probing process itself sits
 
 
 @dataclass(frozen=True)
