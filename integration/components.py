@@ -43,6 +43,26 @@ def require_binary(name: str) -> str:
     return path
 
 
+@dataclass(frozen=True)
+class X11Display:
+    display: str  # ":99"
+    xauthority: str | None  # the trusted cookie file of the server
+    socket_path: str  # "/tmp/.X11-unix/X99"
+
+
+@dataclass(frozen=True)
+class WaylandDisplay:
+    display: str  # "wayland-sandbox"
+    runtime_dir: str  # XDG_RUNTIME_DIR
+    socket_path: str
+
+
+@dataclass(frozen=True)
+class PulseServer:
+    server: str  # "unix:/tmp/sandbox-harness/pulse/native", as PULSE_SERVER takes it
+    socket_path: str
+
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     """HTTP over a unix socket, enough for the engines' /_ping and /images endpoints."""
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from integration.components import (
     X11_SOCKET_DIR,
+    PulseServer,
+    WaylandDisplay,
+    X11Display,
     engine_answers,
     engine_get,
     missing,
@@ -24,26 +26,6 @@ INTEGRATION_DIR = Path(__file__).resolve().parent
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DEFAULT_TOOLS_IMAGE = "sandbox-test/tools:latest"
 DEFAULT_BASE_IMAGE = "sandbox-test/base:bookworm"
-
-
-@dataclass(frozen=True)
-class X11Display:
-    display: str  # ":99"
-    xauthority: str | None  # the trusted cookie file of the server
-    socket_path: str  # "/tmp/.X11-unix/X99"
-
-
-@dataclass(frozen=True)
-class WaylandDisplay:
-    display: str  # "wayland-sandbox"
-    runtime_dir: str  # XDG_RUNTIME_DIR
-    socket_path: str
-
-
-@dataclass(frozen=True)
-class PulseServer:
-    server: str  # "unix:/tmp/sandbox-harness/pulse/native", as PULSE_SERVER takes it
-    socket_path: str
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
