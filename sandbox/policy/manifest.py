@@ -6,6 +6,7 @@ import json
 import math
 import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -60,6 +61,7 @@ _MEMORY = re.compile(r"([1-9][0-9]*)([KMGT]?)", re.IGNORECASE)
 _UNITS: Final = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_POS = re.compile(r"^(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$", re.S)
+_BIDI_OVERRIDES: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _AUDIO_ORDER: Final = (AudioMode.PLAYBACK, AudioMode.RECORD)
 
 # Where a storage dir may not be mounted: host-like system trees the runtime or the image
@@ -167,9 +169,17 @@ def _string(value: object, path: str, max_len: int) -> str:
         raise ManifestError(path, "must not be empty")
     if len(value) > max_len:
         raise ManifestError(path, f"is {len(value)} characters long (at most {max_len})")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise ManifestError(path, "must not contain NUL, newlines or other control characters")
+    if any(_is_hostile_char(c) for c in value):
+        raise ManifestError(
+            path, "must not contain NUL, newlines, other control or bidi-override characters"
+        )
     return value
+
+
+def _is_hostile_char(c: str) -> bool:
+    # Control chars and line breaks would split `key=value` label lines and Dockerfile LABELs;
+    # bidi overrides let a name look different on the review screen than it is.
+    return unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI_OVERRIDES
 
 
 def _text(value: object, path: str, max_len: int) -> str:
