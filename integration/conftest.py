@@ -92,9 +92,13 @@ def wayland_display() -> WaylandDisplay:
 
 @pytest.fixture(scope="session")
 def pulse_server() -> PulseServer:
+    """PULSE_SERVER, or on a real desktop the default $XDG_RUNTIME_DIR/pulse/native."""
     server = os.environ.get("PULSE_SERVER")
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if not server and runtime_dir:
+        server = f"unix:{os.path.join(runtime_dir, 'pulse', 'native')}"
     if not server:
-        missing("PulseAudio: $PULSE_SERVER is not set")
+        missing("PulseAudio: neither $PULSE_SERVER nor $XDG_RUNTIME_DIR is set")
     if not server.startswith("unix:"):
         missing(f"PulseAudio: only unix: servers are supported here, got {server!r}")
     socket_path = server.removeprefix("unix:")

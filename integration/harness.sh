@@ -54,6 +54,8 @@ cmd_install() {
     [[ $(id -u) == 0 ]] || die "install needs root (apt-get)"
     local start=$SECONDS
     apt_install "${APT_PACKAGES[@]}"
+    # A fresh Debian has no python3 at all; pyenv or a venv may already provide one with pip.
+    command -v python3 >/dev/null || apt_install python3 python3-pip
     python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
     # The stamp names the interpreter, the checkout and the dependency list: a change reinstalls.
     local stamp_dir=/var/cache/sandbox-test stamp
