@@ -1,4 +1,4 @@
-"""Attribution: which app a host process belongs to, for system services; reads /proc only."""
+"""Attribution for system services: app_for_pid via /proc, windows via X-Resource."""
 
 from sandbox.attribution.procfs import (
     AppIdentity,
@@ -7,5 +7,14 @@ from sandbox.attribution.procfs import (
     app_for_pid,
     parse_cgroup_file,
 )
+from sandbox.attribution.windows import WindowInfo, windows
 
-__all__ = ["AppIdentity", "AttributionCache", "Validation", "app_for_pid", "parse_cgroup_file"]
+__all__ = [
+    "AppIdentity",
+    "AttributionCache",
+    "Validation",
+    "WindowInfo",
+    "app_for_pid",
+    "parse_cgroup_file",
+    "windows",
+]

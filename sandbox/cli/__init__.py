@@ -14,11 +14,18 @@ EXIT_USAGE = 2  # bad input: malformed manifest, unknown capability, bad path, h
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sandbox.cli import attribute_cmd, manifest_cmd, override_cmd, plan_cmd, probe_cmd
+    from sandbox.cli import (
+        attribute_cmd,
+        manifest_cmd,
+        override_cmd,
+        plan_cmd,
+        probe_cmd,
+        windows_cmd,
+    )
 
     parser = argparse.ArgumentParser(prog="sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (probe_cmd, manifest_cmd, attribute_cmd, plan_cmd, override_cmd):
+    for module in (probe_cmd, manifest_cmd, attribute_cmd, plan_cmd, override_cmd, windows_cmd):
         module.register(sub)
     return parser
 
