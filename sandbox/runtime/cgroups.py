@@ -15,6 +15,7 @@ from sandbox.errors import ProviderError
 from sandbox.policy.facts import CgroupFacts, CgroupMount
 from sandbox.policy.names import CGROUP_ROOT, check_app_id, is_valid_app_id
 from sandbox.policy.plan import Limits
+from sandbox.probes import cgroups as cgroup_probe
 
 # Every container of an app sits at /sandbox/<app-id>/<container leaf> in every hierarchy
 # (runc joins all v1 hierarchies, named ones included, and the cgroup2 mount). Limits written
@@ -26,7 +27,6 @@ from sandbox.policy.plan import Limits
 # app-wide limits then belong on the slice unit (systemctl set-property), not in files here.
 
 CPU_PERIOD_US = 100_000
-_MOUNT_FLAGS = frozenset({"rw", "ro", "noprefix", "xattr", "clone_children", "cpuset_v2_mode"})
 
 
 class Knob(enum.Enum):
@@ -59,48 +59,6 @@ class AppCgroup:
 
 
 # --- pure: which hierarchies, which dirs, which writes ------------------------------------------
-
-
-def _unescape_mountinfo(field: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as \ooo octal
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit() and i + 4 <= len(field):
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_mountinfo(text: str) -> tuple[CgroupMount, ...]:
-    """The cgroup hierarchies in a /proc/<pid>/mountinfo text, one mount per hierarchy."""
-    mounts: list[CgroupMount] = []
-    seen: set[tuple[int, tuple[str, ...]]] = set()
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        lfields, rfields = left.split(), right.split()
-        if len(lfields) < 5 or len(rfields) < 3 or lfields[3] != "/":
-            continue  # a bind mount of a sub-cgroup is not the hierarchy's root
-        fstype, options = rfields[0], rfields[2].split(",")
-        controllers: tuple[str, ...]
-        if fstype == "cgroup2":
-            version, controllers = 2, ()
-        elif fstype == "cgroup":
-            version = 1
-            controllers = tuple(
-                o for o in options if o not in _MOUNT_FLAGS and not o.startswith("release_agent=")
-            )
-        else:
-            continue
-        if (version, controllers) in seen:
-            continue
-        seen.add((version, controllers))
-        mounts.append(CgroupMount(_unescape_mountinfo(lfields[4]), controllers, version))
-    return tuple(mounts)
 
 
 def app_dirs(app_id: str, mounts: Iterable[CgroupMount]) -> tuple[str, ...]:
@@ -150,25 +108,16 @@ def plan_limit_writes(
     return tuple(writes)
 
 
-def hierarchies(facts: CgroupFacts | None, mountinfo: str | None = None) -> tuple[CgroupMount, ...]:
-    """The hierarchies to use: the probe's facts when it found any, else a mountinfo text."""
-    if facts is not None and facts.available and facts.mounts:
-        return facts.mounts
-    return parse_mountinfo(mountinfo or "")
-
-
 # --- I/O ----------------------------------------------------------------------------------------
 
 
 def host_hierarchies(facts: CgroupFacts | None = None) -> tuple[CgroupMount, ...]:
-    """hierarchies() with /proc/self/mountinfo read when the facts have none."""
-    if facts is not None and facts.available and facts.mounts:
-        return facts.mounts
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            return parse_mountinfo(f.read())
-    except OSError as exc:
-        raise ProviderError(f"cgroups: cannot read /proc/self/mountinfo: {exc.strerror}") from exc
+    """The hierarchies from the cgroup probe's facts; probes now when none are given."""
+    if facts is None:
+        facts = cgroup_probe.probe({})
+    if not facts.available:
+        raise ProviderError(f"cgroups: {facts.reason or 'no cgroup hierarchy is mounted'}")
+    return facts.mounts
 
 
 def _v1_node(mount: CgroupMount, *names: str) -> Node:
