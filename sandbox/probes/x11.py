@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from sandbox.errors import ProviderError
 from sandbox.policy.facts import X11Facts
 from sandbox.probes._io import (
     Deadline,
@@ -20,11 +21,9 @@ from sandbox.probes._io import (
     recv_exact,
     run_bounded,
 )
+from sandbox.providers import xauth
 
 SOCKET_DIR = "/tmp/.X11-unix"
-MIT_COOKIE = b"MIT-MAGIC-COOKIE-1"
-FAMILY_LOCAL = 256
-FAMILY_WILD = 0xFFFF
 SECURITY = "SECURITY"
 XRES = "X-Resource"
 
@@ -63,53 +62,6 @@ def parse_display(text: str) -> DisplayName | Missing:
     return DisplayName(
         text=text, number=int(match["dno"]), screen=int(match["screen"] or 0), host=host
     )
-
-
-@dataclass(frozen=True)
-class XauthEntry:
-    family: int
-    address: bytes
-    number: bytes  # the display number as ASCII digits; b"" matches any
-    name: bytes
-    data: bytes
-
-
-def parse_xauthority(blob: bytes) -> tuple[XauthEntry, ...]:
-    """Entries of an Xauthority file: >H family, then four >H-length-prefixed fields each.
-
-    A truncated tail is ignored, as libXau does.
-    """
-    entries: list[XauthEntry] = []
-    offset = 0
-    while offset + 2 <= len(blob):
-        (family,) = struct.unpack_from(">H", blob, offset)
-        offset += 2
-        fields: list[bytes] = []
-        for _ in range(4):
-            if offset + 2 > len(blob):
-                return tuple(entries)
-            (length,) = struct.unpack_from(">H", blob, offset)
-            offset += 2
-            if offset + length > len(blob):
-                return tuple(entries)
-            fields.append(blob[offset : offset + length])
-            offset += length
-        entries.append(XauthEntry(family, fields[0], fields[1], fields[2], fields[3]))
-    return tuple(entries)
-
-
-def pick_cookie(entries: tuple[XauthEntry, ...], hostname: str, number: int) -> XauthEntry | None:
-    """The first MIT cookie for this local display, with libXau's matching (wildcards accepted)."""
-    for entry in entries:
-        if entry.name != MIT_COOKIE:
-            continue
-        if entry.number not in (b"", str(number).encode()):
-            continue
-        if entry.family == FAMILY_WILD or (
-            entry.family == FAMILY_LOCAL and entry.address == hostname.encode()
-        ):
-            return entry
-    return None
 
 
 def _pad(data: bytes) -> bytes:
@@ -181,9 +133,11 @@ def xauthority_path(env: Mapping[str, str]) -> str | None:
     return os.path.join(home, ".Xauthority") if home else None
 
 
-def handshake(sock: socket.socket, cookie: XauthEntry | None, deadline: Deadline) -> SetupResult:
+def handshake(
+    sock: socket.socket, cookie: xauth.XauthEntry | None, deadline: Deadline
+) -> SetupResult:
     """Send the setup request and read the whole reply before the deadline."""
-    name, data = (cookie.name, cookie.data) if cookie is not None else (b"", b"")
+    name, data = (cookie.name.encode(), cookie.data) if cookie is not None else (b"", b"")
     sock.settimeout(deadline.left())
     sock.sendall(setup_request(name, data))
     header = parse_setup_header(recv_exact(sock, 8, deadline))
@@ -225,9 +179,11 @@ def probe(env: Mapping[str, str], timeout: float) -> X11Facts:
             with open(auth_path, "rb") as f:
                 blob = f.read()
             have_file = True
-            cookie = pick_cookie(parse_xauthority(blob), socket.gethostname(), name.number)
-        except OSError:
-            pass
+            cookie = xauth.find_cookie(
+                xauth.decode(blob), name.number, socket.gethostname().encode()
+            )
+        except (OSError, ProviderError):
+            pass  # no usable file: try without a cookie, as libX11 does
     base = dataclasses.replace(
         base, socket_path=name.socket_path, xauthority=auth_path if have_file else None
     )
