@@ -1,0 +1,1 @@
+"""PulseAudio per-app filtering proxy: sans-IO codec, pure filter, asyncio shell."""

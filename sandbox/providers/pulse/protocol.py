@@ -1,0 +1,661 @@
+"""Sans-IO codec and connection state of the PulseAudio native protocol; no sockets, no policy."""
+
+# The rules of this module, in the manner of h11:
+#
+# * Bytes in, values out. `FrameDecoder.feed()` takes whatever the socket gave and returns the
+#   complete frames; nothing here reads, writes, sleeps or knows about asyncio.
+# * A frame is a 20-byte descriptor (five big-endian u32: LENGTH, CHANNEL, OFFSET_HI,
+#   OFFSET_LO, FLAGS) and LENGTH payload bytes. CHANNEL 0xFFFFFFFF is a command packet (flags and
+#   offsets must be 0); any other channel is audio (a memblock) whose FLAGS low byte is the seek
+#   mode (<= 3). Every SHM flag (mask 0xFF000000) is a violation: the proxy never negotiates
+#   shared memory, so such a frame can only be an attack or a bug.
+# * Sizes are capped per direction before the payload is buffered: a decoder never holds more
+#   than one frame's worth of bytes, and a LENGTH over the cap is a violation at once.
+# * A tagstruct is parsed completely or not at all: every tag known, every length in bounds,
+#   strings valid UTF-8 ended by one NUL, proplist keys printable ASCII, no trailing bytes.
+#   `serialize_tagstruct(parse_tagstruct(b)) == b` for every `b` that parses.
+# * Every violation raises ProviderError; the caller closes THAT connection and nothing of the
+#   offending frame reaches the other side.
+# * The connection walks AUTH -> AUTHORIZING -> NAMING -> NAMING_SENT -> READY (see `Phase`):
+#   the first client packet must be AUTH, the second SET_CLIENT_NAME and only after the auth
+#   reply, and no other command is valid before READY. `SessionState.client_command_allowed`
+#   is that transition table.
+# * Tags are the proxy's own towards the server: each forwarded request gets a fresh upstream
+#   tag and a `Pending` record; a server REPLY/ERROR must name a pending upstream tag, and is
+#   sent back under the client's tag. So the proxy can ask its own questions (e.g. "is this
+#   source a monitor?") and a server reply can never be matched to a request that was refused.
+# * Streams the client owns are learnt only from the server's replies to its own requests
+#   (CREATE_*_STREAM reply: channel, then sink input / source output index).
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sandbox.errors import ProviderError
+
+DESCRIPTOR = struct.Struct("!IIIII")
+DESCRIPTOR_SIZE = DESCRIPTOR.size
+CONTROL_CHANNEL = 0xFFFFFFFF
+INVALID_INDEX = 0xFFFFFFFF
+NO_TAG = 0xFFFFFFFF  # tag of server-initiated commands
+
+SHM_FLAG_MASK = 0xFF000000
+SEEK_MODE_MASK = 0x000000FF
+SEEK_MODE_MAX = 3
+
+PROTOCOL_VERSION = 35  # the newest version this codec understands
+PROTOCOL_VERSION_MIN = 13  # proplists everywhere; older clients are refused
+PROTOCOL_VERSION_MASK = 0x0000FFFF
+AUTH_FLAG_SHM = 0x80000000
+AUTH_FLAG_MEMFD = 0x40000000
+COOKIE_LENGTH = 256
+
+# libpulse sends audio in blocks of at most ~64 KiB and commands of a few KiB; PulseAudio itself
+# accepts 16 MiB frames, which would let one client make the server allocate that much.
+CLIENT_MAX_CONTROL = 256 * 1024
+CLIENT_MAX_DATA = 1024 * 1024
+SERVER_MAX_FRAME = 16 * 1024 * 1024
+
+MAX_CHANNELS = 32
+VOLUME_MAX = 0x7FFFFFFF
+PROPLIST_VALUE_MAX = 64 * 1024
+PROPLIST_KEY_MAX = 255
+
+
+class Command(enum.IntEnum):
+    """PA_COMMAND_* in the order of pulsecore/native-common.h."""
+
+    ERROR = 0
+    TIMEOUT = 1
+    REPLY = 2
+    CREATE_PLAYBACK_STREAM = 3
+    DELETE_PLAYBACK_STREAM = 4
+    CREATE_RECORD_STREAM = 5
+    DELETE_RECORD_STREAM = 6
+    EXIT = 7
+    AUTH = 8
+    SET_CLIENT_NAME = 9
+    LOOKUP_SINK = 10
+    LOOKUP_SOURCE = 11
+    DRAIN_PLAYBACK_STREAM = 12
+    STAT = 13
+    GET_PLAYBACK_LATENCY = 14
+    CREATE_UPLOAD_STREAM = 15
+    DELETE_UPLOAD_STREAM = 16
+    FINISH_UPLOAD_STREAM = 17
+    PLAY_SAMPLE = 18
+    REMOVE_SAMPLE = 19
+    GET_SERVER_INFO = 20
+    GET_SINK_INFO = 21
+    GET_SINK_INFO_LIST = 22
+    GET_SOURCE_INFO = 23
+    GET_SOURCE_INFO_LIST = 24
+    GET_MODULE_INFO = 25
+    GET_MODULE_INFO_LIST = 26
+    GET_CLIENT_INFO = 27
+    GET_CLIENT_INFO_LIST = 28
+    GET_SINK_INPUT_INFO = 29
+    GET_SINK_INPUT_INFO_LIST = 30
+    GET_SOURCE_OUTPUT_INFO = 31
+    GET_SOURCE_OUTPUT_INFO_LIST = 32
+    GET_SAMPLE_INFO = 33
+    GET_SAMPLE_INFO_LIST = 34
+    SUBSCRIBE = 35
+    SET_SINK_VOLUME = 36
+    SET_SINK_INPUT_VOLUME = 37
+    SET_SOURCE_VOLUME = 38
+    SET_SINK_MUTE = 39
+    SET_SOURCE_MUTE = 40
+    CORK_PLAYBACK_STREAM = 41
+    FLUSH_PLAYBACK_STREAM = 42
+    TRIGGER_PLAYBACK_STREAM = 43
+    SET_DEFAULT_SINK = 44
+    SET_DEFAULT_SOURCE = 45
+    SET_PLAYBACK_STREAM_NAME = 46
+    SET_RECORD_STREAM_NAME = 47
+    KILL_CLIENT = 48
+    KILL_SINK_INPUT = 49
+    KILL_SOURCE_OUTPUT = 50
+    LOAD_MODULE = 51
+    UNLOAD_MODULE = 52
+    ADD_AUTOLOAD_OBSOLETE = 53
+    REMOVE_AUTOLOAD_OBSOLETE = 54
+    GET_AUTOLOAD_INFO_OBSOLETE = 55
+    GET_AUTOLOAD_INFO_LIST_OBSOLETE = 56
+    GET_RECORD_LATENCY = 57
+    CORK_RECORD_STREAM = 58
+    FLUSH_RECORD_STREAM = 59
+    PREBUF_PLAYBACK_STREAM = 60
+    REQUEST = 61
+    OVERFLOW = 62
+    UNDERFLOW = 63
+    PLAYBACK_STREAM_KILLED = 64
+    RECORD_STREAM_KILLED = 65
+    SUBSCRIBE_EVENT = 66
+    MOVE_SINK_INPUT = 67
+    MOVE_SOURCE_OUTPUT = 68
+    SET_SINK_INPUT_MUTE = 69
+    SUSPEND_SINK = 70
+    SUSPEND_SOURCE = 71
+    SET_PLAYBACK_STREAM_BUFFER_ATTR = 72
+    SET_RECORD_STREAM_BUFFER_ATTR = 73
+    UPDATE_PLAYBACK_STREAM_SAMPLE_RATE = 74
+    UPDATE_RECORD_STREAM_SAMPLE_RATE = 75
+    PLAYBACK_STREAM_SUSPENDED = 76
+    RECORD_STREAM_SUSPENDED = 77
+    PLAYBACK_STREAM_MOVED = 78
+    RECORD_STREAM_MOVED = 79
+    UPDATE_RECORD_STREAM_PROPLIST = 80
+    UPDATE_PLAYBACK_STREAM_PROPLIST = 81
+    UPDATE_CLIENT_PROPLIST = 82
+    REMOVE_RECORD_STREAM_PROPLIST = 83
+    REMOVE_PLAYBACK_STREAM_PROPLIST = 84
+    REMOVE_CLIENT_PROPLIST = 85
+    STARTED = 86
+    EXTENSION = 87
+    GET_CARD_INFO = 88
+    GET_CARD_INFO_LIST = 89
+    SET_CARD_PROFILE = 90
+    CLIENT_EVENT = 91
+    PLAYBACK_STREAM_EVENT = 92
+    RECORD_STREAM_EVENT = 93
+    PLAYBACK_BUFFER_ATTR_CHANGED = 94
+    RECORD_BUFFER_ATTR_CHANGED = 95
+    SET_SINK_PORT = 96
+    SET_SOURCE_PORT = 97
+    SET_SOURCE_OUTPUT_VOLUME = 98
+    SET_SOURCE_OUTPUT_MUTE = 99
+    SET_PORT_LATENCY_OFFSET = 100
+    ENABLE_SRBCHANNEL = 101
+    DISABLE_SRBCHANNEL = 102
+    REGISTER_MEMFD_SHMID = 103
+    SEND_OBJECT_MESSAGE = 104
+
+
+class ErrorCode(enum.IntEnum):
+    """The PA_ERR_* values a proxy answers with."""
+
+    ACCESS = 1
+    COMMAND = 2
+    INVALID = 3
+    NOENTITY = 5
+    PROTOCOL = 7
+    VERSION = 17
+    TOOLARGE = 18
+
+
+# ---------------------------------------------------------------------------------------------
+# Tagstruct values: one frozen type per tag, so a round trip keeps every tag exactly.
+
+
+@dataclass(frozen=True, slots=True)
+class U32:
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class U8:
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class U64:
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class S64:
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usec:
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Timeval:
+    seconds: int
+    microseconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Str:
+    """`t` string, or `N` (the null string) when value is None."""
+
+    value: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Bool:
+    value: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SampleSpec:
+    format: int
+    channels: int
+    rate: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMap:
+    positions: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CVolume:
+    volumes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Arbitrary:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Proplist:
+    """Ordered (key, raw value) pairs; string values carry their trailing NUL, as on the wire."""
+
+    items: tuple[tuple[str, bytes], ...] = ()
+
+    def get_str(self, key: str) -> str | None:
+        for k, v in self.items:
+            if k == key:
+                if v.endswith(b"\0"):
+                    return v[:-1].decode("utf-8", "replace")
+                return None
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class FormatInfo:
+    encoding: int
+    props: Proplist
+
+
+Value = (
+    U32
+    | U8
+    | U64
+    | S64
+    | Usec
+    | Volume
+    | Timeval
+    | Str
+    | Bool
+    | SampleSpec
+    | ChannelMap
+    | CVolume
+    | Arbitrary
+    | Proplist
+    | FormatInfo
+)
+
+_U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
+_S64 = struct.Struct("!q")
+_SPEC = struct.Struct("!BBI")
+_TV = struct.Struct("!II")
+
+
+def prop_str(value: str) -> bytes:
+    """A proplist string value as libpulse stores it: UTF-8 with exactly one trailing NUL."""
+    return value.encode("utf-8") + b"\0"
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = bytes(data)
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if n < 0 or end > len(self.data):
+            raise ProviderError(f"pulse: tagstruct truncated at offset {self.pos}")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def u32(self) -> int:
+        value: int = _U32.unpack(self.take(4))[0]
+        return value
+
+    def tag(self) -> str:
+        return chr(self.take(1)[0])
+
+    def cstring(self) -> str:
+        end = self.data.find(b"\0", self.pos)
+        if end < 0:
+            raise ProviderError(f"pulse: unterminated string at offset {self.pos}")
+        raw = self.data[self.pos : end]
+        self.pos = end + 1
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProviderError(f"pulse: string at offset {self.pos} is not UTF-8") from exc
+
+    def expect(self, tag: str) -> None:
+        got = self.tag()
+        if got != tag:
+            raise ProviderError(f"pulse: expected tag {tag!r}, got {got!r} at {self.pos - 1}")
+
+
+def _valid_key(key: str) -> bool:
+    return 0 < len(key) <= PROPLIST_KEY_MAX and all(0x20 < ord(c) < 0x7F for c in key)
+
+
+def _read_proplist(r: _Reader) -> Proplist:
+    items: list[tuple[str, bytes]] = []
+    while True:
+        tag = r.tag()
+        if tag == "N":
+            return Proplist(tuple(items))
+        if tag != "t":
+            raise ProviderError(f"pulse: proplist key expected at offset {r.pos - 1}")
+        key = r.cstring()
+        if not _valid_key(key):
+            raise ProviderError(f"pulse: invalid proplist key {key[:64]!r}")
+        r.expect("L")
+        n = r.u32()
+        if n > PROPLIST_VALUE_MAX:
+            raise ProviderError(f"pulse: proplist value of {key!r} too large ({n} bytes)")
+        r.expect("x")
+        if r.u32() != n:
+            raise ProviderError(f"pulse: proplist value length mismatch for {key!r}")
+        items.append((key, r.take(n)))
+
+
+def _read_value(r: _Reader, tag: str) -> Value:
+    if tag == "L":
+        return U32(r.u32())
+    if tag == "t":
+        return Str(r.cstring())
+    if tag == "N":
+        return Str(None)
+    if tag in "10":
+        return Bool(tag == "1")
+    if tag == "B":
+        return U8(r.take(1)[0])
+    if tag == "R":
+        return U64(_U64.unpack(r.take(8))[0])
+    if tag == "r":
+        return S64(_S64.unpack(r.take(8))[0])
+    if tag == "U":
+        return Usec(_U64.unpack(r.take(8))[0])
+    if tag == "V":
+        return Volume(r.u32())
+    if tag == "T":
+        sec, usec = _TV.unpack(r.take(8))
+        return Timeval(sec, usec)
+    if tag == "a":
+        fmt, channels, rate = _SPEC.unpack(r.take(6))
+        return SampleSpec(fmt, channels, rate)
+    if tag == "m":
+        n = r.take(1)[0]
+        if n > MAX_CHANNELS:
+            raise ProviderError(f"pulse: channel map of {n} channels")
+        return ChannelMap(tuple(r.take(n)))
+    if tag == "v":
+        n = r.take(1)[0]
+        if n > MAX_CHANNELS:
+            raise ProviderError(f"pulse: cvolume of {n} channels")
+        vols = struct.unpack(f"!{n}I", r.take(4 * n))
+        if any(v > VOLUME_MAX for v in vols):
+            raise ProviderError("pulse: volume out of range")
+        return CVolume(tuple(vols))
+    if tag == "x":
+        return Arbitrary(r.take(r.u32()))
+    if tag == "P":
+        return _read_proplist(r)
+    if tag == "f":
+        r.expect("B")
+        encoding = r.take(1)[0]
+        r.expect("P")
+        return FormatInfo(encoding, _read_proplist(r))
+    raise ProviderError(f"pulse: unknown tag byte {ord(tag):#04x} at offset {r.pos - 1}")
+
+
+def parse_tagstruct(data: bytes | memoryview) -> tuple[Value, ...]:
+    """Every value of a tagstruct, or ProviderError; never a partial result."""
+    r = _Reader(data)
+    values: list[Value] = []
+    while r.pos < len(r.data):
+        values.append(_read_value(r, r.tag()))
+    return tuple(values)
+
+
+def _write_proplist(out: bytearray, p: Proplist) -> None:
+    for key, value in p.items:
+        out += b"t" + key.encode("ascii") + b"\0"
+        out += b"L" + _U32.pack(len(value)) + b"x" + _U32.pack(len(value)) + value
+    out += b"N"
+
+
+def _write_value(out: bytearray, v: Value) -> None:
+    match v:
+        case U32(value):
+            out += b"L" + _U32.pack(value)
+        case Str(None):
+            out += b"N"
+        case Str(str() as s):
+            out += b"t" + s.encode("utf-8") + b"\0"
+        case Bool(b):
+            out += b"1" if b else b"0"
+        case U8(value):
+            out += b"B" + bytes((value,))
+        case U64(value):
+            out += b"R" + _U64.pack(value)
+        case S64(value):
+            out += b"r" + _S64.pack(value)
+        case Usec(value):
+            out += b"U" + _U64.pack(value)
+        case Volume(value):
+            out += b"V" + _U32.pack(value)
+        case Timeval(sec, usec):
+            out += b"T" + _TV.pack(sec, usec)
+        case SampleSpec(fmt, channels, rate):
+            out += b"a" + _SPEC.pack(fmt, channels, rate)
+        case ChannelMap(positions):
+            out += b"m" + bytes((len(positions), *positions))
+        case CVolume(volumes):
+            out += b"v" + bytes((len(volumes),)) + struct.pack(f"!{len(volumes)}I", *volumes)
+        case Arbitrary(data):
+            out += b"x" + _U32.pack(len(data)) + data
+        case Proplist():
+            out += b"P"
+            _write_proplist(out, v)
+        case FormatInfo(encoding, props):
+            out += b"fB" + bytes((encoding,)) + b"P"
+            _write_proplist(out, props)
+
+
+def serialize_tagstruct(values: Iterable[Value]) -> bytes:
+    out = bytearray()
+    for v in values:
+        _write_value(out, v)
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames and packets
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    channel: int
+    offset: int  # signed 64-bit seek offset of a memblock
+    flags: int
+    payload: bytes
+
+    @property
+    def is_control(self) -> bool:
+        return self.channel == CONTROL_CHANNEL
+
+    def encode(self) -> bytes:
+        off = self.offset & 0xFFFFFFFFFFFFFFFF
+        head = DESCRIPTOR.pack(
+            len(self.payload), self.channel, off >> 32, off & 0xFFFFFFFF, self.flags
+        )
+        return head + self.payload
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """A command packet: `L command, L tag, arguments...`."""
+
+    command: int
+    tag: int
+    args: tuple[Value, ...]
+
+    def encode(self) -> bytes:
+        body = b"L" + _U32.pack(self.command) + b"L" + _U32.pack(self.tag)
+        return Frame(CONTROL_CHANNEL, 0, 0, body + serialize_tagstruct(self.args)).encode()
+
+
+def parse_packet(frame: Frame) -> Packet:
+    values = parse_tagstruct(frame.payload)
+    if len(values) < 2 or not isinstance(values[0], U32) or not isinstance(values[1], U32):
+        raise ProviderError("pulse: command packet does not start with command and tag")
+    return Packet(values[0].value, values[1].value, values[2:])
+
+
+def error_packet(tag: int, code: ErrorCode) -> bytes:
+    return Packet(Command.ERROR, tag, (U32(code),)).encode()
+
+
+def reply_packet(tag: int, args: Sequence[Value] = ()) -> bytes:
+    return Packet(Command.REPLY, tag, tuple(args)).encode()
+
+
+class FrameDecoder:
+    """Splits a byte stream into frames; holds at most one frame's bytes."""
+
+    def __init__(self, max_control: int, max_data: int) -> None:
+        self._buf = bytearray()
+        self._max_control = max_control
+        self._max_data = max_data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self._buf += data
+        frames: list[Frame] = []
+        buf = self._buf
+        pos = 0
+        while len(buf) - pos >= DESCRIPTOR_SIZE:
+            length, channel, off_hi, off_lo, flags = DESCRIPTOR.unpack_from(buf, pos)
+            if channel == CONTROL_CHANNEL:
+                if length > self._max_control:
+                    raise ProviderError(f"pulse: command frame of {length} bytes exceeds the cap")
+                if flags or off_hi or off_lo:
+                    raise ProviderError("pulse: command frame with flags or offset")
+            else:
+                if length > self._max_data:
+                    raise ProviderError(f"pulse: audio frame of {length} bytes exceeds the cap")
+                if flags & ~SEEK_MODE_MASK:
+                    raise ProviderError(f"pulse: frame flags {flags:#010x} (shared memory is off)")
+                if flags & SEEK_MODE_MASK > SEEK_MODE_MAX:
+                    raise ProviderError(f"pulse: seek mode {flags & SEEK_MODE_MASK}")
+            if length == 0:
+                raise ProviderError("pulse: empty frame")
+            end = pos + DESCRIPTOR_SIZE + length
+            if end > len(buf):
+                break
+            offset = (off_hi << 32) | off_lo
+            if offset >= 1 << 63:
+                offset -= 1 << 64
+            frames.append(Frame(channel, offset, flags, bytes(buf[pos + DESCRIPTOR_SIZE : end])))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return frames
+
+
+# ---------------------------------------------------------------------------------------------
+# Connection state
+
+
+class Phase(enum.Enum):
+    AUTH = "auth"  # waiting for the client's AUTH
+    AUTHORIZING = "authorizing"  # AUTH forwarded, waiting for the server's reply
+    NAMING = "naming"  # waiting for the client's SET_CLIENT_NAME
+    NAMING_SENT = "naming-sent"  # SET_CLIENT_NAME forwarded, waiting for the reply
+    READY = "ready"
+
+
+class StreamKind(enum.Enum):
+    PLAYBACK = "playback"
+    RECORD = "record"
+    UPLOAD = "upload"
+
+
+@dataclass(slots=True)
+class Stream:
+    kind: StreamKind
+    channel: int
+    index: int  # sink input / source output index; INVALID_INDEX for uploads
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A request forwarded upstream and not yet answered."""
+
+    command: int
+    client_tag: int | None  # None: the proxy's own question, never answered to the client
+    context: tuple[Value, ...] = ()  # what the proxy needs to finish handling the reply
+
+
+@dataclass(slots=True)
+class SessionState:
+    """What one connection has negotiated and owns; mutated only by the filter."""
+
+    phase: Phase = Phase.AUTH
+    version: int = 0  # negotiated: min(client, server)
+    client_version: int = 0
+    client_index: int = INVALID_INDEX
+    streams: dict[int, Stream] = field(default_factory=dict)  # by channel
+    pending: dict[int, Pending] = field(default_factory=dict)  # by upstream tag
+    next_tag: int = 0
+
+    def client_command_allowed(self, command: int) -> bool:
+        """The phase table: which command may open each phase's next step."""
+        if self.phase is Phase.AUTH:
+            return command == Command.AUTH
+        if self.phase is Phase.NAMING:
+            return command == Command.SET_CLIENT_NAME
+        return self.phase is Phase.READY
+
+    def new_tag(self, pending: Pending) -> int:
+        # Upstream tags wrap below NO_TAG; a wrap onto a still-pending tag is a violation.
+        tag = self.next_tag
+        self.next_tag = (tag + 1) % NO_TAG
+        if tag in self.pending:
+            raise ProviderError("pulse: too many requests in flight")
+        self.pending[tag] = pending
+        return tag
+
+    def take_pending(self, tag: int) -> Pending:
+        try:
+            return self.pending.pop(tag)
+        except KeyError:
+            raise ProviderError(f"pulse: server answered unknown tag {tag}") from None
+
+    def own_index(self, kind: StreamKind, index: int) -> bool:
+        return any(s.kind is kind and s.index == index for s in self.streams.values())
+
+    def own_channel(self, kind: StreamKind, channel: int) -> bool:
+        s = self.streams.get(channel)
+        return s is not None and s.kind is kind
