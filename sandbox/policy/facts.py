@@ -103,6 +103,9 @@ class GpuDevice:
 class NvidiaFacts:
     nodes: tuple[DeviceNode, ...] = ()  # /dev/nvidia0, nvidiactl, nvidia-uvm, nvidia-modeset ...
     driver_version: str | None = None
+    # /dev/nvidia-caps/*: MIG capability nodes (cap1 is MIG *configuration*, an admin right).
+    # Reported so the review can mention them, never granted by `gpu`.
+    caps: tuple[DeviceNode, ...] = ()
 
 
 @dataclass(frozen=True)

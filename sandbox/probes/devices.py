@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import stat
@@ -120,18 +119,28 @@ def _char_node(path: str) -> DeviceNode | None:
     return DeviceNode(node=path, major=os.major(st.st_rdev), minor=os.minor(st.st_rdev))
 
 
+def _char_nodes(paths: Iterable[str]) -> tuple[DeviceNode, ...]:
+    found = (_char_node(p) for p in paths)
+    return tuple(sorted((n for n in found if n is not None), key=lambda n: node_sort_key(n.node)))
+
+
 def nvidia_nodes(dev_root: str) -> tuple[DeviceNode, ...]:
     """NVIDIA's character devices under dev_root; the proprietary driver often skips udev."""
     try:
         names = os.listdir(dev_root)
     except OSError:
         return ()
-    paths = [os.path.join(dev_root, n) for n in names if _NVIDIA_NODE.fullmatch(n)]
+    return _char_nodes(os.path.join(dev_root, n) for n in names if _NVIDIA_NODE.fullmatch(n))
+
+
+def nvidia_cap_nodes(dev_root: str) -> tuple[DeviceNode, ...]:
+    """MIG capability nodes under dev_root/nvidia-caps (seen on a real H200 host: cap1, cap2)."""
     caps_dir = os.path.join(dev_root, _NVIDIA_CAPS_DIR)
-    with contextlib.suppress(OSError):  # most hosts have no nvidia-caps
-        paths += [os.path.join(caps_dir, n) for n in os.listdir(caps_dir)]
-    found = (_char_node(p) for p in paths)
-    return tuple(sorted((n for n in found if n is not None), key=lambda n: node_sort_key(n.node)))
+    try:
+        names = os.listdir(caps_dir)
+    except OSError:  # most hosts have no nvidia-caps
+        return ()
+    return _char_nodes(os.path.join(caps_dir, n) for n in names)
 
 
 def parse_nvidia_version(text: str) -> str | None:
@@ -146,7 +155,9 @@ def probe_nvidia(dev_root: str, version_file: str) -> NvidiaFacts:
             version = parse_nvidia_version(f.read(4096))
     except OSError:
         version = None
-    return NvidiaFacts(nodes=nvidia_nodes(dev_root), driver_version=version)
+    return NvidiaFacts(
+        nodes=nvidia_nodes(dev_root), driver_version=version, caps=nvidia_cap_nodes(dev_root)
+    )
 
 
 def facts_from_records(

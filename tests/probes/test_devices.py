@@ -371,12 +371,25 @@ def test_nvidia_nodes_are_char_devices_under_dev_root(tmp_path: Path) -> None:
     found = devices.nvidia_nodes(str(tmp_path))
     assert list(found) == sorted(found, key=lambda n: node_sort_key(n.node))
     assert {(n.node.removeprefix(str(tmp_path)), n.major, n.minor) for n in found} == {
-        ("/nvidia-caps/nvidia-cap1", 511, 1),
         ("/nvidia-uvm", 508, 0),
         ("/nvidia0", 195, 0),
         ("/nvidia10", 195, 10),
         ("/nvidiactl", 195, 255),
     }
+
+
+def test_nvidia_mig_capability_nodes_are_reported_apart(tmp_path: Path) -> None:
+    # Seen on a real H200 host: nvidia-cap1 (MIG config, an admin right) and nvidia-cap2.
+    _mknod(tmp_path / "nvidia0", 195, 0)
+    (tmp_path / "nvidia-caps").mkdir()
+    _mknod(tmp_path / "nvidia-caps" / "nvidia-cap1", 241, 1)
+    _mknod(tmp_path / "nvidia-caps" / "nvidia-cap2", 241, 2)
+    facts = devices.probe_nvidia(str(tmp_path), str(tmp_path / "no-version"))
+    assert [n.node.removeprefix(str(tmp_path)) for n in facts.nodes] == ["/nvidia0"]
+    assert [(n.node.removeprefix(str(tmp_path)), n.minor) for n in facts.caps] == [
+        ("/nvidia-caps/nvidia-cap1", 1),
+        ("/nvidia-caps/nvidia-cap2", 2),
+    ]
 
 
 def test_nvidia_missing_dev_root_is_empty(tmp_path: Path) -> None:
