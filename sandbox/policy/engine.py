@@ -207,7 +207,7 @@ def _x11(entry: PolicyEntry, facts: HostFacts, granted: frozenset[Permission]) -
     if entry.conditional and _wayland_in_use(facts, granted):
         return _Outcome(GrantState.FALLBACK_UNUSED, "Wayland is used instead")
     if Capability.DISPLAY_X11_TRUSTED in granted and _x11_missing(facts) is None:
-        return _Outcome(GrantState.GRANTED, "included in the trusted X11 display")
+        return _Outcome(GrantState.GRANTED, f"X11 ({facts.x11.display}) with the trusted cookie")
     missing = _x11_missing(facts)
     if missing:
         return _unavailable(missing)

@@ -9,6 +9,14 @@ from sandbox.policy.plan import GrantState, GrantStatus, LaunchPlan, NetworkMode
 from sandbox.policy.vocabulary import Risk
 
 _IN_PLAY = (GrantState.GRANTED, GrantState.UNAVAILABLE, GrantState.FALLBACK_UNUSED)
+_RANK = {
+    GrantState.GRANTED: 0,
+    GrantState.UNAVAILABLE: 0,
+    GrantState.FALLBACK_UNUSED: 0,
+    GrantState.DENIED_BY_SITE: 1,
+    GrantState.REVOKED_BY_USER: 1,
+    GrantState.NOT_REQUESTED: 2,
+}
 
 
 def status_text(s: GrantStatus, plan: LaunchPlan | None = None) -> str:
@@ -38,8 +46,8 @@ def status_text(s: GrantStatus, plan: LaunchPlan | None = None) -> str:
 
 def _ordered(plan: LaunchPlan, risk: Risk) -> list[GrantStatus]:
     group = [s for s in plan.statuses if s.risk is risk]
-    # what the app gets (or would get) first, then what it does not ask for
-    return sorted(group, key=lambda s: (s.state not in _IN_PLAY, str(s.permission)))
+    # what the app gets (or would get) first, then what is held back, then what it does not ask
+    return sorted(group, key=lambda s: (_RANK[s.state], str(s.permission)))
 
 
 def _size(n: int) -> str:
