@@ -352,6 +352,7 @@ class PulseFilter:
         return _rewrite_first_proplist(pkt.args, self.grant)
 
     def _forward(self, pkt: Packet) -> tuple[Value, ...]:
+        _check_shape(pkt)
         return pkt.args
 
     def _with_proplist(self, pkt: Packet) -> tuple[Value, ...]:
@@ -501,9 +502,11 @@ class PulseFilter:
         return pkt.args
 
     def _empty_list(self, pkt: Packet) -> None:
+        _check_shape(pkt)
         self._answer_locally(pkt.tag)
 
     def _own_list(self, pkt: Packet) -> tuple[Value, ...]:
+        _check_shape(pkt)
         if self.state.version < LIST_SCHEMA_MIN_VERSION:
             raise _RefusedError()
         return pkt.args
@@ -622,6 +625,29 @@ class PulseFilter:
         args = (*pending.context[:2], U32(index), Str(None), *pending.context[4:])
         upstream = self.state.new_tag(Pending(Command.CREATE_RECORD_STREAM, client_tag))
         to_server.append(Packet(Command.CREATE_RECORD_STREAM, upstream, args).encode())
+
+
+# Exact argument types of the commands forwarded without rewriting; anything else is a
+# violation rather than something the server would have to reject.
+_SHAPES: dict[int, tuple[type, ...]] = {
+    Command.LOOKUP_SINK: (Str,),
+    Command.STAT: (),
+    Command.GET_SERVER_INFO: (),
+    Command.GET_SINK_INFO: (U32, Str),
+    Command.GET_CARD_INFO: (U32, Str),
+    Command.SUBSCRIBE: (U32,),
+    **{c: () for c in (*_EMPTY_LISTS, *_LIST_SCHEMAS)},
+    Command.GET_SINK_INFO_LIST: (),
+    Command.GET_CARD_INFO_LIST: (),
+}
+
+
+def _check_shape(pkt: Packet) -> None:
+    shape = _SHAPES[pkt.command]
+    if len(pkt.args) != len(shape) or not all(
+        isinstance(v, t) for v, t in zip(pkt.args, shape, strict=True)
+    ):
+        raise ProviderError(f"pulse: arguments of command {pkt.command} do not match its shape")
 
 
 def _is_monitor_name(name: str) -> bool:
