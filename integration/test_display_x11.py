@@ -16,7 +16,7 @@ import pytest
 from docker.types import Mount
 
 from integration.components import X11Display
-from sandbox.attribution.windows import windows
+from sandbox.attribution import windows
 from sandbox.providers import x11
 from sandbox.providers.x11 import X11Grant, X11Provider
 

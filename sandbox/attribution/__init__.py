@@ -7,7 +7,15 @@ from sandbox.attribution.procfs import (
     app_for_pid,
     parse_cgroup_file,
 )
-from sandbox.attribution.windows import WindowInfo, windows
+from sandbox.attribution.window_info import WindowInfo
+
+
+def windows(display: str | None = None) -> tuple[WindowInfo, ...]:
+    """The X server's top-level windows with host pid and app; needs a trusted connection."""
+    # python-xlib is imported only here: services that call app_for_pid never pay for it.
+    from sandbox.attribution.x11_windows import list_windows
+
+    return list_windows(display)
 
 __all__ = [
     "AppIdentity",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from Xlib import X, Xatom
@@ -12,22 +11,12 @@ from Xlib import error as xerror
 from Xlib.ext import res
 
 from sandbox.attribution.procfs import app_for_pid
+from sandbox.attribution.window_info import WindowInfo
 from sandbox.errors import ProbeError
 
 # How deep to look under a top-level window for the client window a WM frame wraps; reparenting
 # WMs put it one or two levels down.
 _FRAME_DEPTH = 3
-
-
-@dataclass(frozen=True)
-class WindowInfo:
-    """A top-level (client) window; pid is the HOST pid of the client that created it."""
-
-    window_id: int
-    title: str | None
-    pid: int | None  # None when X-Resource is missing or the client's pid is unknown (TCP)
-    app_id: str | None  # None for host windows (and when pid is None)
-    instance_id: str | None
 
 
 def _safe(call: Any, *args: Any) -> Any:
@@ -114,7 +103,7 @@ def _pids(conn: Any, windows: Iterable[Any]) -> dict[int, int]:
     return out
 
 
-def windows(display: str | None = None) -> tuple[WindowInfo, ...]:
+def list_windows(display: str | None = None) -> tuple[WindowInfo, ...]:
     """The viewable top-level windows of `display` (default $DISPLAY), with their app.
 
     Needs a trusted connection (the user's own cookie): X-Resource is hidden from untrusted ones.

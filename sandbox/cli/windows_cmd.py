@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from sandbox.attribution.windows import WindowInfo, windows
+from sandbox.attribution import WindowInfo, windows
 
 
 def register(sub: Any) -> None:
