@@ -8,7 +8,8 @@
 #   harness.sh [--real-desktop] run -- CMD install, start, build test images, run CMD, stop
 #   harness.sh images                      build (or reuse) the test images
 #
-# STATE is $SANDBOX_HARNESS_DIR (default /tmp/sandbox-harness). --real-desktop (or
+# STATE is $SANDBOX_HARNESS_DIR (default /tmp/sandbox-harness; `run` without it makes a fresh
+# /tmp/sandbox-harness.XXXXXX so concurrent runs never share servers). --real-desktop (or
 # SANDBOX_REAL_DESKTOP=1) starts nothing and runs CMD against the user's own display, audio
 # server and engine; tests then leave the user's windows, streams and files alone.
 # Environment: SANDBOX_SKIP_INSTALL=1 skips `install` in `run`; SANDBOX_HARNESS_TIMEOUT (s, default
@@ -66,19 +67,18 @@ cmd_install() {
         log "install: everything present ($((SECONDS - start)) s)"
         return 0
     fi
+    mkdir -p "$stamp_dir"
     local -a pip=(python3 -m pip install -q -e "$REPO[test]")
-    if ! "${pip[@]}" 2>"$stamp_dir.pip.log"; then
+    if ! "${pip[@]}" 2>"$stamp_dir/pip.log"; then
         # Debian's own python3 refuses system-wide installs (PEP 668); CI machines are throwaway.
-        if grep -q externally-managed "$stamp_dir.pip.log"; then
+        if grep -q externally-managed "$stamp_dir/pip.log"; then
             "${pip[@]}" --break-system-packages
         else
-            cat "$stamp_dir.pip.log" >&2
+            cat "$stamp_dir/pip.log" >&2
             die "pip install -e '.[test]' failed"
         fi
     fi
-    rm -f "$stamp_dir.pip.log"
-    mkdir -p "$stamp_dir"
-    rm -f "$stamp_dir"/pip-*
+    rm -f "$stamp_dir/pip.log" "$stamp_dir"/pip-*
     : >"$stamp_dir/pip-$stamp"
     log "install: done in $((SECONDS - start)) s"
 }
@@ -349,6 +349,12 @@ cmd_run() {
             "DOCKER_HOST=${DOCKER_HOST:-default}"
         if [[ $(id -u) == 0 ]]; then cmd_images; else log "not root: not building test images"; fi
     else
+        if [[ -z ${SANDBOX_HARNESS_DIR:-} ]]; then
+            # Several runs may share a machine (engineers, CI jobs): each gets its own state dir.
+            STATE=$(mktemp -d /tmp/sandbox-harness.XXXXXX)
+        elif harness_alive; then
+            die "a harness already runs in $STATE (run 'harness.sh stop' or unset SANDBOX_HARNESS_DIR)"
+        fi
         trap cmd_stop EXIT
         trap 'exit 130' INT
         trap 'exit 143' TERM
