@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sandbox.errors import ManifestError
+from sandbox.policy.names import app_id_problem
 from sandbox.policy.vocabulary import STORAGE_NAME, AudioMode, DisplayRequest
 
 MANIFEST_VERSION = 1
@@ -52,8 +53,6 @@ MAX_PIDS = 4_194_304  # the kernel's PID_MAX_LIMIT
 
 # flatpak's rules for application ids: 3+ segments, segments of [A-Za-z0-9_-] not starting with
 # a digit, '-' only in the last segment (it must stay a valid D-Bus name elsewhere).
-_ID_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ID_LAST_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~:-]*")
 # freedesktop menu categories are CamelCase words; vendor extensions start with "X-".
 _CATEGORY = re.compile(r"[A-Z][A-Za-z0-9]*|X-[A-Za-z0-9][A-Za-z0-9-]*")
@@ -239,21 +238,9 @@ def _is_under(path: str, tree: str) -> bool:
 
 def _app_id(value: object, path: str) -> str:
     text = _string(value, path, MAX_ID)
-    segments = text.split(".")
-    if len(segments) < 3:
-        raise ManifestError(
-            path, f"must be reverse-DNS with at least 3 segments, like com.example.App: {text!r}"
-        )
-    for i, segment in enumerate(segments):
-        last = i == len(segments) - 1
-        pattern = _ID_LAST_SEGMENT if last else _ID_SEGMENT
-        if not pattern.fullmatch(segment):
-            rule = "A-Z, a-z, 0-9, '_'" + (" or '-'" if last else "")
-            raise ManifestError(
-                path,
-                f"segment {segment!r} of {text!r} must be made of {rule} and not start "
-                "with a digit" + ("" if last else " ('-' is allowed in the last segment only)"),
-            )
+    problem = app_id_problem(text)
+    if problem is not None:
+        raise ManifestError(path, problem)
     return text
 
 

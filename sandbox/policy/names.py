@@ -31,25 +31,40 @@ _SYSTEMD_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ
 _SYSTEMD_HEX_RE = re.compile(r"\\x([0-9a-f]{2})")
 
 
+_ID_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ID_LAST_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def app_id_problem(app_id: str) -> str | None:
+    """None for a valid app id, else which rule it breaks, in words for an error message."""
+    if len(app_id) > APP_ID_MAX_LEN:
+        return f"longer than {APP_ID_MAX_LEN} characters"
+    segments = app_id.split(".")
+    if len(segments) < 3:
+        return f"must be reverse-DNS with at least 3 segments, like com.example.App: {app_id!r}"
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if not (_ID_LAST_SEGMENT if last else _ID_SEGMENT).fullmatch(segment):
+            rule = "A-Z, a-z, 0-9, '_'" + (" or '-'" if last else "")
+            return (
+                f"segment {segment!r} of {app_id!r} must be made of {rule} and not start "
+                "with a digit" + ("" if last else " ('-' is allowed in the last segment only)")
+            )
+    return None
+
+
 def is_valid_app_id(app_id: str) -> bool:
     """True for a flatpak-style reverse-DNS id such as `com.example.Game`."""
+    # The same rule as app_id_problem() as one regex: app_for_pid calls this on every lookup.
     return len(app_id) <= APP_ID_MAX_LEN and APP_ID_RE.fullmatch(app_id) is not None
 
 
 def check_app_id(app_id: str) -> str:
     """Return `app_id` unchanged, or raise PolicyError saying which rule it breaks."""
-    if is_valid_app_id(app_id):
-        return app_id
-    if len(app_id) > APP_ID_MAX_LEN:
-        problem = f"longer than {APP_ID_MAX_LEN} characters"
-    elif app_id.count(".") < 2:
-        problem = "needs at least three dot-separated elements (reverse-DNS, e.g. com.example.App)"
-    else:
-        problem = (
-            "elements may hold only A-Z a-z 0-9 _ (and - in the last one), "
-            "must not be empty and must not start with a digit"
-        )
-    raise PolicyError(f"app id {app_id!r}: {problem}")
+    problem = app_id_problem(app_id)
+    if problem is not None:
+        raise PolicyError(f"app id {app_id!r}: {problem}")
+    return app_id
 
 
 def cgroup_parent_cgroupfs(app_id: str) -> str:

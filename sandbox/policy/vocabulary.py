@@ -39,7 +39,8 @@ class DisplayRequest(enum.StrEnum):
     WAYLAND = "wayland"
     X11 = "x11"
     X11_TRUSTED = "x11-trusted"
-    WAYLAND_OR_X11 = "wayland-or-x11"  # conditional: Wayland where the host has it, else untrusted X11
+    # conditional: Wayland where the host has it, else untrusted X11
+    WAYLAND_OR_X11 = "wayland-or-x11"
 
 
 class AudioMode(enum.StrEnum):

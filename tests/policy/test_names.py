@@ -74,3 +74,10 @@ def test_unescape_inverts_escape(text: str) -> None:
 def test_escape_agrees_with_systemd_escape(text: str) -> None:
     out = subprocess.run(["systemd-escape", "--", text], capture_output=True, text=True, check=True)
     assert systemd_escape(text) == out.stdout.rstrip("\n")
+
+
+@given(st.text(alphabet="abAB09_-.", max_size=40))
+def test_app_id_regex_and_explained_rule_agree(text: str) -> None:
+    from sandbox.policy import names
+
+    assert names.is_valid_app_id(text) == (names.app_id_problem(text) is None)
