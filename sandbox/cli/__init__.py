@@ -20,12 +20,21 @@ def build_parser() -> argparse.ArgumentParser:
         override_cmd,
         plan_cmd,
         probe_cmd,
+        run_cmd,
         windows_cmd,
     )
 
     parser = argparse.ArgumentParser(prog="sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (probe_cmd, manifest_cmd, attribute_cmd, plan_cmd, override_cmd, windows_cmd):
+    for module in (
+        probe_cmd,
+        manifest_cmd,
+        attribute_cmd,
+        plan_cmd,
+        override_cmd,
+        windows_cmd,
+        run_cmd,
+    ):
         module.register(sub)
     return parser
 

@@ -1,0 +1,107 @@
+"""`sandbox run APP-ID|IMAGE [--yes] [--detach] [-- ARGS]`: review, consent, run, tear down."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from sandbox.cli import EXIT_USAGE
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "run",
+        help="run an app sandboxed (asks for consent first)",
+        description="Run APP-ID (the newest local image whose manifest names it) or IMAGE. "
+        "Shows what the app would get on this host and asks y/N unless --yes. Output is "
+        "forwarded; Ctrl-C or SIGTERM stops the app. Exits with the app's exit code.",
+    )
+    p.add_argument("target", metavar="APP-ID|IMAGE")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="after --: arguments for the app")
+    p.add_argument("--yes", "-y", action="store_true", help="consent without asking")
+    p.add_argument("--detach", "-d", action="store_true", help="start it and return")
+    p.add_argument("--docker-host", metavar="URL", help="engine to use (default: DOCKER_HOST)")
+    p.add_argument("--site-policy", metavar="DIR", type=Path, help="site policy dir to use")
+    p.add_argument("--overrides", metavar="DIR", type=Path, help="user override dir to use")
+    p.set_defaults(handler=run)
+
+
+def _consent(review: str) -> bool | None:
+    """True/False from the user; None when stdin cannot ask (not a tty)."""
+    sys.stderr.write(review)
+    if not sys.stdin.isatty():
+        return None
+    sys.stderr.write("Run it with these permissions? [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sandbox.runtime import session as rt
+
+    app_args = tuple(args.args[1:] if args.args[:1] == ["--"] else args.args)
+    prepared = rt.prepare(
+        args.target,
+        engine_url=args.docker_host,
+        site_policy=args.site_policy,
+        overrides=args.overrides,
+    )
+    if not args.yes:
+        from sandbox.policy.review import review_text
+
+        ok = _consent(review_text(prepared.plan))
+        if ok is None:
+            print(
+                "sandbox: error: cannot ask for consent: stdin is not a terminal; "
+                "review with `sandbox plan` and pass --yes",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        if not ok:
+            print("sandbox: not started", file=sys.stderr)
+            return 1
+    stdio = rt.Stdio(
+        stdout=sys.stdout.buffer,
+        stderr=sys.stderr.buffer,
+        stdin_fd=0 if sys.stdin.isatty() else None,
+    )
+    # Signals are held off until the session exists, then each one stops the app; the
+    # session's own teardown runs when wait() returns, so a signal never skips it.
+    received: list[int] = []
+    old = {s: signal.signal(s, lambda n, _f: received.append(n)) for s in _SIGNALS}
+    try:
+        session = rt.launch(prepared, args=app_args, stdio=stdio, detach=args.detach)
+    except BaseException:
+        _restore(old)
+        raise
+    if args.detach:
+        _restore(old)
+        print(session.instance_id)
+        return 0
+
+    def on_signal(_n: int, _f: object) -> None:
+        session.stop_in_background()
+
+    for s in _SIGNALS:
+        signal.signal(s, on_signal)
+    if received:
+        session.stop_in_background()
+    try:
+        code = session.wait()
+    finally:
+        _restore(old)
+    for problem in session.teardown_problems:
+        print(f"sandbox: warning: teardown: {problem}", file=sys.stderr)
+    return code
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _restore(old: dict[signal.Signals, Any]) -> None:
+    for s, handler in old.items():
+        signal.signal(s, handler)

@@ -1,0 +1,106 @@
+"""compile(plan, grant) -> ContainerSpec: pure translation of directives; no I/O, no docker."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+
+from sandbox.errors import LaunchError
+from sandbox.policy import names
+from sandbox.policy.plan import EnvVar, LaunchPlan, Mount, MountKind, NvidiaMethod, NvidiaRequest
+from sandbox.providers.grant import Grant
+from sandbox.runtime.spec import ContainerSpec
+
+NANO = 1_000_000_000
+LABEL_APP_VERSION = "sandbox.app-version"
+LABEL_LAUNCHER = "sandbox.launcher"  # "<pid>:<start time in clock ticks>", for gc
+LABEL_INSTANCE_DIR = "sandbox.instance-dir"
+
+_ENGINE_SOCKETS = ("docker.sock", "podman.sock", "containerd.sock", "crio.sock")
+_HOSTNAME_BAD = re.compile(r"[^a-z0-9-]+")
+
+
+@dataclass(frozen=True)
+class LaunchTarget:
+    """What compile() needs besides the plan and the grants: one instance of one image."""
+
+    image: str
+    launcher: str  # LABEL_LAUNCHER value
+    instance_dir: str
+    args: tuple[str, ...] = ()  # appended to the manifest's command
+    tty: bool = False
+    stdin_open: bool = False
+
+
+def hostname_for(app_id: str) -> str:
+    """A DNS label from the app id's last element ("com.example.Game" -> "game")."""
+    last = names.check_app_id(app_id).rsplit(".", 1)[-1].lower()
+    label = _HOSTNAME_BAD.sub("-", last).strip("-")[:63]
+    return label or "app"
+
+
+def _check_mount(m: Mount) -> None:
+    if m.kind is MountKind.BIND:
+        src = m.source or ""
+        if not src.startswith("/") or posixpath.basename(src) in _ENGINE_SOCKETS:
+            raise LaunchError(f"refusing a bind mount of {src!r} at {m.target}")
+    if not m.target.startswith("/") or posixpath.normpath(m.target) != m.target:
+        raise LaunchError(f"mount target {m.target!r} is not a normalized absolute path")
+
+
+def compile(plan: LaunchPlan, grant: Grant, target: LaunchTarget) -> ContainerSpec:
+    """The container spec for one instance; raises LaunchError when plan and grants clash."""
+    h = plan.hardening
+    mounts = h.tmpfs + plan.mounts + grant.mounts
+    for m in mounts:
+        _check_mount(m)
+    seen: set[str] = set()
+    for m in mounts:
+        if m.target in seen:
+            raise LaunchError(f"two mounts at {m.target}")
+        seen.add(m.target)
+
+    env: dict[str, EnvVar] = {v.name: v for v in plan.env}
+    for var in grant.env:
+        if var.name in env and env[var.name] != var:
+            raise LaunchError(f"a grant sets {var.name}, which the plan sets differently")
+        env[var.name] = var
+
+    nvidia = [r for r in plan.requests if isinstance(r, NvidiaRequest)]
+    labels = (
+        (names.LABEL_MANAGED, "1"),
+        (names.LABEL_APP_ID, plan.labels.app_id),
+        (LABEL_APP_VERSION, plan.labels.app_version),
+        (LABEL_LAUNCHER, target.launcher),
+        (LABEL_INSTANCE_DIR, target.instance_dir),
+    )
+    return ContainerSpec(
+        image=target.image,
+        command=plan.app.command + target.args,
+        uid=h.user.uid,
+        gid=h.user.gid,
+        group_ids=tuple(dict.fromkeys([g.gid for g in plan.groups] + list(grant.group_ids))),
+        env=tuple(env.values()),
+        mounts=mounts,
+        devices=tuple(dict.fromkeys(plan.devices + grant.devices)),
+        device_cgroup_rules=plan.device_cgroup_rules,
+        labels=labels,
+        cgroup_parent=plan.cgroup_parent.path,
+        memory_bytes=plan.limits.memory_bytes,
+        nano_cpus=round(plan.limits.cpus * NANO),
+        pids_limit=plan.limits.pids,
+        network=h.network,
+        hostname=grant.hostname or hostname_for(plan.labels.app_id),
+        read_only_root=h.read_only_root,
+        cap_drop=h.cap_drop,
+        cap_add=h.cap_add,
+        no_new_privileges=h.no_new_privileges,
+        seccomp=h.seccomp,
+        private_ipc=True,
+        private_pid=True,
+        nvidia_runtime=any(r.method is NvidiaMethod.RUNTIME for r in nvidia),
+        cdi_devices=tuple(d for r in nvidia for d in r.cdi_devices),
+        tty=target.tty,
+        stdin_open=target.stdin_open,
+    )

@@ -1,0 +1,316 @@
+"""Session lifecycle: set up, create, start, wait and tear down one instance in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from sandbox.errors import LaunchError, ManifestError, SandboxError
+from sandbox.policy import names
+from sandbox.policy.facts import HostFacts
+from sandbox.policy.manifest import LABEL_MANIFEST, Manifest, manifest_from_labels
+from sandbox.policy.plan import CgroupDriverName, LaunchPlan
+from sandbox.providers.grant import Grant, Provider, ProviderContext, combine
+from sandbox.runtime import instances
+from sandbox.runtime.compile import LaunchTarget, compile, hostname_for
+from sandbox.runtime.docker_adapter import STDERR, STDOUT, DockerAdapter, PendingWait, read_frames
+from sandbox.runtime.spec import ContainerSpec
+
+STOP_TIMEOUT_S = 3  # docker stop's grace period before SIGKILL when the user stops an app
+DETACHED = "detached"  # launcher token of a --detach instance: the container itself keeps it
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything decided before consent: what runs, where, with which permissions."""
+
+    image: str
+    manifest: Manifest
+    facts: HostFacts
+    plan: LaunchPlan  # as it will really run (unserved requests already UNAVAILABLE)
+    providers: tuple[Provider, ...]
+    engine_url: str
+
+
+@contextlib.contextmanager
+def app_lock(uid: int, app_id: str) -> Iterator[None]:
+    """Serialises creating and removing one app's cgroup (launches, teardowns, gc)."""
+    locks = instances.runtime_root(uid) / "locks"
+    os.makedirs(locks, mode=0o700, exist_ok=True)
+    fd = os.open(locks / f"{names.check_app_id(app_id)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def resolve_image(adapter: DockerAdapter, target: str) -> tuple[str, Manifest]:
+    """APP-ID -> the newest local image whose manifest label names it; else TARGET is an image."""
+    if names.is_valid_app_id(target):
+        best: tuple[int, str, Manifest] | None = None
+        for image in adapter.images_with_label(LABEL_MANIFEST):
+            try:
+                manifest = manifest_from_labels(dict(image.labels))
+            except ManifestError:
+                continue
+            if manifest.app.id == target and (best is None or image.created > best[0]):
+                best = (image.created, image.tags[0] if image.tags else image.id, manifest)
+        if best is not None:
+            return best[1], best[2]
+    labels = adapter.image_labels(target)
+    try:
+        return target, manifest_from_labels(labels)
+    except ManifestError as exc:
+        where = f"image {target}: {exc.field}" if exc.field else f"image {target}"
+        raise ManifestError(where, exc.problem) from None
+
+
+def prepare(
+    target: str,
+    *,
+    engine_url: str | None = None,
+    site_policy: Path | None = None,
+    overrides: Path | None = None,
+) -> Prepared:
+    """Resolve the image, read its manifest, probe, plan; nothing is created yet."""
+    from sandbox.providers.registry import providers_for
+    from sandbox.runtime.planning import plan_for, probe_for
+
+    adapter = DockerAdapter.from_env(engine_url)
+    image, manifest = resolve_image(adapter, target)
+    env = dict(os.environ)
+    if engine_url:
+        env["DOCKER_HOST"] = engine_url  # the probe must describe the engine we launch on
+    facts = probe_for(manifest, env)
+    launch_plan = plan_for(manifest, facts, site_policy=site_policy, overrides=overrides)
+    launch_plan, providers = providers_for(launch_plan)
+    return Prepared(image, manifest, facts, launch_plan, providers, adapter.url)
+
+
+@dataclass
+class Stdio:
+    """Where the app's output goes and whether the user's stdin is forwarded."""
+
+    stdout: IO[bytes] | None = None
+    stderr: IO[bytes] | None = None
+    stdin_fd: int | None = None  # forward this fd (a tty) into the app
+
+
+@dataclass
+class _Teardown:
+    steps: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+
+    def push(self, what: str, fn: Callable[[], None]) -> None:
+        self.steps.append((what, fn))
+
+    def run(self) -> list[str]:
+        """Every step, newest first; a failing step does not stop the rest."""
+        problems: list[str] = []
+        while self.steps:
+            what, fn = self.steps.pop()
+            try:
+                fn()
+            except (SandboxError, OSError) as exc:
+                problems.append(f"{what}: {exc}")
+        return problems
+
+
+class Session:
+    """One running instance. wait() or `await wait_async()` for its exit code; stop() ends it;
+    close() tears everything down (wait() does that itself)."""
+
+    def __init__(  # noqa: PLR0917  (built only by launch())
+        self,
+        prepared: Prepared,
+        adapter: DockerAdapter,
+        instance: instances.Instance,
+        spec: ContainerSpec,
+        container_id: str,
+        pending: PendingWait | None,
+        teardown: _Teardown,
+        pumps: list[threading.Thread],
+    ) -> None:
+        self.prepared = prepared
+        self.spec = spec
+        self.container_id = container_id
+        self.instance_id = container_id[:12]
+        self.app_id = prepared.plan.labels.app_id
+        self.instance_dir = instance.path
+        self._adapter = adapter
+        self._pending = pending
+        self._teardown = teardown
+        self._pumps = pumps
+        self._exit_code: int | None = None
+        self._lock = threading.Lock()
+        self._stopping = False
+        self.teardown_problems: list[str] = []
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._exit_code
+
+    def wait(self) -> int:
+        """Block until the app exits, tear down, and return its exit code."""
+        try:
+            if self._exit_code is None:
+                if self._pending is None:
+                    raise LaunchError("a detached session cannot be waited on")
+                self._exit_code = self._pending.result()
+                for t in self._pumps:
+                    t.join(timeout=2)  # output still in flight after the exit
+        finally:
+            self.close()
+        return self._exit_code
+
+    async def wait_async(self) -> int:
+        """wait() without blocking the event loop."""
+        return await asyncio.to_thread(self.wait)
+
+    def stop(self, timeout_s: int = STOP_TIMEOUT_S) -> None:
+        """Ask the app to stop (SIGTERM, then SIGKILL after timeout_s); wait() then returns."""
+        with self._lock:
+            force = self._stopping
+            self._stopping = True
+        if force:
+            self._adapter.remove(self.container_id)
+        else:
+            self._adapter.stop(self.container_id, timeout_s)
+
+    def stop_in_background(self) -> None:
+        """stop() from a signal handler: never blocks the handler, never raises into it."""
+
+        def run() -> None:
+            with contextlib.suppress(SandboxError):
+                self.stop()
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def close(self) -> None:
+        """Tear everything down in reverse order; idempotent."""
+        if self._pending is not None:
+            self._pending.close()
+        self.teardown_problems += self._teardown.run()
+
+
+def _remove_cgroup_if_unused(uid: int, plan: LaunchPlan, facts: HostFacts) -> None:
+    if plan.cgroup_parent.driver is not CgroupDriverName.CGROUPFS:
+        return
+    from sandbox.runtime import cgroups
+
+    with app_lock(uid, plan.labels.app_id):
+        cgroups.remove_app_cgroup(plan.labels.app_id, facts.cgroups)
+
+
+def _pump_in(fd: int, sock: socket.socket) -> None:
+    try:
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        return
+
+
+def launch(
+    prepared: Prepared,
+    *,
+    args: tuple[str, ...] = (),
+    stdio: Stdio | None = None,
+    detach: bool = False,
+) -> Session:
+    """Create and start the instance; on any failure everything made so far is undone."""
+    plan, facts = prepared.plan, prepared.facts
+    user = facts.user
+    uid = plan.hardening.user.uid
+    app_id = plan.labels.app_id
+    adapter = DockerAdapter.from_env(prepared.engine_url)
+    base = instances.instances_dir(os.geteuid())
+    launcher = DETACHED + ":" + instances.launcher_token() if detach else instances.launcher_token()
+    state = instances.InstanceState(
+        app_id=app_id,
+        instance_id="",
+        launcher=launcher,
+        created=instances.now(),
+        image=prepared.image,
+        engine=prepared.engine_url,
+        uid=uid,
+        xauthority=prepared.facts.x11.xauthority,
+        providers=[p.name for p in prepared.providers],
+    )
+    teardown = _Teardown()
+    inst = instances.new_instance(base, state)
+    teardown.push("instance dir", lambda: instances.remove_instance_dir(inst))
+    try:
+        if plan.cgroup_parent.driver is CgroupDriverName.CGROUPFS:
+            from sandbox.runtime import cgroups
+
+            with app_lock(os.geteuid(), app_id):
+                cgroups.create_app_cgroup(app_id, plan.limits, facts.cgroups)
+            teardown.push("app cgroup", lambda: _remove_cgroup_if_unused(os.geteuid(), plan, facts))
+        hostname = hostname_for(app_id)
+        ctx = ProviderContext(
+            app_id=app_id,
+            instance_dir=inst.path,
+            uid=uid,
+            gid=plan.hardening.user.gid,
+            hostname=hostname,
+            data_home=Path(user.data_home or Path.home() / ".local" / "share"),
+            xauthority=Path(facts.x11.xauthority) if facts.x11.xauthority else None,
+        )
+        grants: list[Grant] = []
+        for provider in prepared.providers:
+            teardown.push(provider.name, provider.teardown)
+            grants.append(provider.setup(ctx))
+        stdin_fd = stdio.stdin_fd if stdio and not detach else None
+        spec = compile(
+            plan,
+            combine(grants),
+            LaunchTarget(
+                image=prepared.image,
+                launcher=launcher,
+                instance_dir=str(inst.path),
+                args=args,
+                stdin_open=stdin_fd is not None,
+            ),
+        )
+        cid = adapter.create(spec)
+        teardown.push("container", lambda: _remove_quietly(adapter, cid))
+        instances.promote(inst, cid)
+        pumps: list[threading.Thread] = []
+        pending: PendingWait | None = None
+        if not detach:
+            if stdio is not None and (stdio.stdout or stdio.stderr):
+                sock, early = adapter.attach(cid, stdin=stdin_fd is not None)
+                teardown.push("attach", sock.close)
+                out = {STDOUT: stdio.stdout, STDERR: stdio.stderr}
+                pumps.append(
+                    threading.Thread(target=read_frames, args=(sock, early, out), daemon=True)
+                )
+                if stdin_fd is not None:
+                    threading.Thread(target=_pump_in, args=(stdin_fd, sock), daemon=True).start()
+            pending = adapter.wait_later(cid)
+        for t in pumps:
+            t.start()
+        adapter.start(cid)
+    except BaseException as exc:
+        for problem in teardown.run():
+            exc.add_note(f"teardown: {problem}")
+        raise
+    if detach:
+        teardown.steps.clear()  # gc reclaims a detached instance once its container exits
+    return Session(prepared, adapter, inst, spec, cid, pending, teardown, pumps)
+
+
+def _remove_quietly(adapter: DockerAdapter, cid: str) -> None:
+    adapter.remove(cid)
