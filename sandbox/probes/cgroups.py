@@ -44,6 +44,10 @@ def parse_mountinfo(text: str) -> tuple[CgroupMount, ...]:
         tail = right.split()
         if len(head) < 5 or len(tail) < 3:
             continue
+        if _unescape(head[3]) != "/":
+            # A bind mount of a sub-cgroup (a container's view, or a delegated subtree): paths
+            # under it are not hierarchy paths, so the sandbox parent cannot be made there.
+            continue
         fstype, super_options = tail[0], tail[2].split(",")
         controllers: tuple[str, ...]
         if fstype == "cgroup2":

@@ -108,3 +108,14 @@ def test_probe_of_this_host_agrees_with_its_mountinfo() -> None:
     assert facts.mounts == mounts
     assert facts.layout is cgroups.layout_of(mounts)
     assert facts.can_create_parent == (facts.parent_reason is None)
+
+
+def test_bind_mounts_of_sub_cgroups_are_not_hierarchies() -> None:
+    # Inside a container (or a delegated subtree) the cgroup mount's root is not "/": paths
+    # under it are not hierarchy paths, so they must not be used for the sandbox parent.
+    text = (
+        "40 31 0:32 /docker/0123abcd /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory\n"
+        "41 31 0:33 / /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids\n"
+        "42 31 0:34 /sub /mnt/v2 rw - cgroup2 cgroup2 rw\n"
+    )
+    assert cgroups.parse_mountinfo(text) == (CgroupMount("/sys/fs/cgroup/pids", ("pids",), 1),)
