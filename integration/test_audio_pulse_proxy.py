@@ -1,0 +1,297 @@
+"""Integration: the per-app PulseAudio proxy between a hardened container and a real server."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pulsectl
+import pytest
+from docker.types import Mount
+
+from integration.components import PulseServer
+from sandbox.providers.pulse.filter import AudioGrant
+from sandbox.providers.pulse.proxy import PulseProxy, write_client_conf
+
+pytestmark = pytest.mark.integration
+
+APP_UID = 1000
+APP_ID = "com.example.Game"
+SINK = "test_null"
+FIXTURE = Path(__file__).resolve().parent.parent / "tests/providers/pulse/fixtures/paplay.bin"
+
+
+@pytest.fixture(scope="module")
+def client(docker_client_url: str) -> Iterator[docker.DockerClient]:
+    c = docker.DockerClient(base_url=docker_client_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def pulse(pulse_server: PulseServer) -> Iterator[pulsectl.Pulse]:
+    with pulsectl.Pulse("sandbox-test", server=pulse_server.server) as p:
+        yield p
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    tmp_path.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chown(out, APP_UID, APP_UID)
+    subprocess.run(
+        [
+            "sox",
+            "-n",
+            "-r",
+            "44100",
+            "-c",
+            "2",
+            str(tmp_path / "tone.wav"),
+            "synth",
+            "2",
+            "sine",
+            "440",
+            "vol",
+            "0.5",
+        ],
+        check=True,
+    )
+    return tmp_path
+
+
+def _proxy(pulse_server: PulseServer, workdir: Path, record: bool) -> PulseProxy:
+    sock_dir = workdir / "pulse"
+    sock_dir.mkdir(exist_ok=True)
+    os.chown(sock_dir, APP_UID, APP_UID)
+    write_client_conf(sock_dir / "client.conf")
+    grant = AudioGrant(APP_ID, "Example Game", record=record)
+    proxy = PulseProxy(
+        sock_dir / "native", Path(pulse_server.socket_path), grant, owner_uid=APP_UID
+    )
+    proxy.start()
+    return proxy
+
+
+def _run(
+    client: docker.DockerClient, image: str, workdir: Path, script: str
+) -> tuple[int, str, Any]:
+    container = client.containers.run(
+        image,
+        ["sh", "-c", script],
+        detach=True,
+        user=f"{APP_UID}:{APP_UID}",
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        network_mode="none",
+        read_only=True,
+        environment={
+            "PULSE_SERVER": "unix:/run/sandbox/pulse/native",
+            "PULSE_CLIENTCONFIG": "/run/sandbox/pulse/client.conf",
+            "HOME": "/tmp",
+        },
+        tmpfs={"/tmp": ""},
+        mounts=[
+            Mount("/run/sandbox/pulse", str(workdir / "pulse"), "bind"),
+            Mount("/media", str(workdir), "bind", read_only=True),
+            Mount("/out", str(workdir / "out"), "bind"),
+        ],
+    )
+    try:
+        status = container.wait(timeout=60)
+        return int(status["StatusCode"]), container.logs().decode(), container
+    finally:
+        container.remove(force=True)
+
+
+def _peak(path: Path) -> int:
+    with wave.open(str(path)) as w:
+        frames = w.readframes(w.getnframes())
+    samples = memoryview(frames).cast("h") if frames else memoryview(b"").cast("h")
+    return max((abs(s) for s in samples), default=0)
+
+
+def test_playback_reaches_the_sink_with_host_identity(
+    client: docker.DockerClient,
+    tools_image: str,
+    pulse_server: PulseServer,
+    pulse: pulsectl.Pulse,
+    workdir: Path,
+) -> None:
+    proxy = _proxy(pulse_server, workdir, record=False)
+    rec_path = workdir / "monitor.wav"
+    env = dict(os.environ, PULSE_SERVER=pulse_server.server)
+    recorder = subprocess.Popen(["parecord", f"--device={SINK}.monitor", str(rec_path)], env=env)
+    seen: list[dict[str, str]] = []
+    try:
+        container = client.containers.run(
+            tools_image,
+            ["paplay", f"--device={SINK}", "/media/tone.wav"],
+            detach=True,
+            user=f"{APP_UID}:{APP_UID}",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            network_mode="none",
+            read_only=True,
+            environment={
+                "PULSE_SERVER": "unix:/run/sandbox/pulse/native",
+                "PULSE_CLIENTCONFIG": "/run/sandbox/pulse/client.conf",
+                "HOME": "/tmp",
+            },
+            tmpfs={"/tmp": ""},
+            mounts=[
+                Mount("/run/sandbox/pulse", str(workdir / "pulse"), "bind"),
+                Mount("/media", str(workdir), "bind", read_only=True),
+            ],
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while not seen and time.monotonic() < deadline:
+                seen = [
+                    dict(si.proplist)
+                    for si in pulse.sink_input_list()
+                    if si.proplist.get("application.id") == APP_ID
+                ]
+                time.sleep(0.05)
+            props = seen[0] if seen else {}
+            pid = int(props.get("application.process.id", "0"))
+            host_comm = Path(f"/proc/{pid}/comm").read_text().strip() if pid else ""
+            host_cgroup = Path(f"/proc/{pid}/cgroup").read_text() if pid else ""
+            assert int(container.wait(timeout=30)["StatusCode"]) == 0, container.logs().decode()
+            container_id = container.id
+        finally:
+            container.remove(force=True)
+    finally:
+        recorder.terminate()
+        recorder.wait(5)
+        proxy.stop()
+    assert seen, "the container's stream appeared on the host server"
+    assert props["application.name"] == "Example Game"
+    assert host_comm == "paplay", "application.process.id is a HOST pid of the container's paplay"
+    assert container_id in host_cgroup
+    assert _peak(rec_path) > 1000, "the host recorded the tone from the sink's monitor"
+
+
+@pytest.fixture
+def mic(pulse: pulsectl.Pulse) -> Iterator[str]:
+    index = pulse.module_load("module-sine-source", "source_name=test_mic frequency=440")
+    yield "test_mic"
+    pulse.module_unload(index)
+
+
+RECORD = (
+    "parecord --device={dev} /out/{dev}.wav & p=$!; sleep 2; "
+    "if kill $p 2>/dev/null; then echo RUNNING; else wait $p; echo EXIT=$?; fi"
+)
+
+
+@pytest.mark.parametrize("record", [False, True], ids=["playback-only", "record-grant"])
+def test_record_needs_the_grant_and_never_gets_a_monitor(  # noqa: PLR0917 - pytest fixtures
+    client: docker.DockerClient,
+    tools_image: str,
+    pulse_server: PulseServer,
+    mic: str,
+    workdir: Path,
+    record: bool,
+) -> None:
+    proxy = _proxy(pulse_server, workdir, record=record)
+    try:
+        _, real, _ = _run(client, tools_image, workdir, RECORD.format(dev=mic))
+        _, monitor, _ = _run(client, tools_image, workdir, RECORD.format(dev=f"{SINK}.monitor"))
+    finally:
+        proxy.stop()
+    assert ("RUNNING" in real) is record, real
+    assert "RUNNING" not in monitor and "denied" in monitor.lower(), monitor
+    if record:
+        assert _peak(workdir / f"out/{mic}.wav") > 1000
+
+
+def test_module_loading_is_refused(
+    client: docker.DockerClient,
+    tools_image: str,
+    pulse_server: PulseServer,
+    pulse: pulsectl.Pulse,
+    workdir: Path,
+) -> None:
+    before = {m.name for m in pulse.module_list()}
+    proxy = _proxy(pulse_server, workdir, record=True)
+    try:
+        rc, out, _ = _run(
+            client,
+            tools_image,
+            workdir,
+            "pactl load-module module-native-protocol-tcp auth-anonymous=1",
+        )
+        info_rc, info, _ = _run(client, tools_image, workdir, "pactl info")
+    finally:
+        proxy.stop()
+    assert rc != 0 and "denied" in out.lower(), out
+    assert {m.name for m in pulse.module_list()} == before
+    assert info_rc == 0 and "Server Name" in info
+
+
+def _mutated(data: bytes, rng: random.Random) -> bytes:
+    buf = bytearray(data)
+    for _ in range(rng.randrange(1, 20)):
+        buf[rng.randrange(len(buf))] = rng.randrange(256)
+    return bytes(buf)
+
+
+def test_garbage_clients_leave_others_undisturbed(
+    pulse_server: PulseServer,
+    workdir: Path,
+    pulse: pulsectl.Pulse,
+) -> None:
+    proxy = _proxy(pulse_server, workdir, record=False)
+    env_direct = dict(os.environ, PULSE_SERVER=pulse_server.server)
+    env_proxy = dict(
+        os.environ,
+        PULSE_SERVER=f"unix:{workdir / 'pulse/native'}",
+        PULSE_CLIENTCONFIG=str(workdir / "pulse/client.conf"),
+    )
+    tone = str(workdir / "tone.wav")
+    bystander = subprocess.Popen(["paplay", f"--device={SINK}", tone], env=env_direct)
+    neighbour = subprocess.Popen(["paplay", f"--device={SINK}", tone], env=env_proxy)
+    rng = random.Random(1234)
+    captured = FIXTURE.read_bytes()
+    # The fixture's client bytes (records marked C), mutated, and plain random bytes.
+    client_bytes = bytearray()
+    pos = 0
+    while pos < len(captured):
+        n = int.from_bytes(captured[pos + 1 : pos + 5], "big")
+        if captured[pos : pos + 1] == b"C":
+            client_bytes += captured[pos + 5 : pos + 5 + n]
+        pos += 5 + n
+    try:
+        for i in range(40):
+            payload = _mutated(bytes(client_bytes), rng) if i % 2 else rng.randbytes(4096)
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(2)
+                s.connect(str(workdir / "pulse/native"))
+                try:
+                    s.sendall(payload)
+                    s.shutdown(socket.SHUT_WR)
+                    while s.recv(65536):
+                        pass
+                except OSError:
+                    pass
+        assert bystander.wait(20) == 0
+        assert neighbour.wait(20) == 0
+        after = subprocess.run(["paplay", f"--device={SINK}", tone], env=env_proxy, check=False)
+        assert after.returncode == 0, "the proxy still serves new clients"
+        assert proxy.closed_for_violation > 0
+        assert pulse.server_info().server_name
+    finally:
+        for p in (bystander, neighbour):
+            if p.poll() is None:
+                p.kill()
+        proxy.stop()
