@@ -6,7 +6,7 @@ import json
 import os
 import socket
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # endpoints are refused with a clear error (forward the socket locally instead).
 
 _TIMEOUT_S = 30.0
+_STREAM_TIMEOUT_S = 600.0  # save/load of a large image: per socket operation
 STDOUT, STDERR = 1, 2
 
 
@@ -34,6 +35,17 @@ class ImageInfo:
     tags: tuple[str, ...]
     labels: Mapping[str, str]
     created: int  # unix seconds
+
+
+@dataclass(frozen=True)
+class ImageDetails:
+    """One local image as distribution needs it (inspect)."""
+
+    id: str  # sha256:<hex> of the image config
+    tags: tuple[str, ...]
+    size: int  # bytes, uncompressed
+    labels: Mapping[str, str]
+    diff_ids: tuple[str, ...]  # rootfs layers, bottom first
 
 
 @dataclass(frozen=True)
@@ -371,6 +383,90 @@ class DockerAdapter:
                 )
             )
         return tuple(out)
+
+    # --- images for distribution (bundle export/install); kept apart from the runtime calls ---
+
+    def image_details(self, ref: str) -> ImageDetails | None:
+        """What `docker image inspect` says of `ref`, or None when the engine has no such image."""
+        status, body = self._t.request("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json")
+        if status == 404:
+            return None
+        if status != 200:
+            raise _engine_error(f"inspect image {ref}", status, body)
+        raw = json.loads(body)
+        labels = (raw.get("Config") or {}).get("Labels") or {}
+        return ImageDetails(
+            id=str(raw.get("Id", "")),
+            tags=tuple(str(t) for t in raw.get("RepoTags") or () if t != "<none>:<none>"),
+            size=int(raw.get("Size") or 0),
+            labels={str(k): str(v) for k, v in labels.items()},
+            diff_ids=tuple(str(d) for d in (raw.get("RootFS") or {}).get("Layers") or ()),
+        )
+
+    def image_save_stream(self, ref: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The `docker save` archive of `ref` as it arrives; nothing is buffered whole."""
+        conn = self._t.connection(timeout=_STREAM_TIMEOUT_S)
+        try:
+            conn.request("GET", f"/images/{urllib.parse.quote(ref, safe='')}/get")
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise _engine_error(f"save image {ref}", resp.status, resp.read())
+            while chunk := resp.read(chunk_size):
+                yield chunk
+        except OSError as exc:
+            raise LaunchError(f"save image {ref}: engine connection failed: {exc}") from exc
+        finally:
+            conn.close()
+
+    def image_load_stream(self, chunks: Iterable[bytes]) -> tuple[str, ...]:
+        """`docker load` from `chunks` (sent chunked, as produced); the names/ids it loaded.
+
+        An exception raised by `chunks` aborts the upload: the engine sees a truncated archive
+        and loads nothing from it.
+        """
+        conn = self._t.connection(timeout=_STREAM_TIMEOUT_S)
+        try:
+            conn.request(
+                "POST",
+                "/images/load?quiet=1",
+                body=iter(chunks),
+                headers={"Content-Type": "application/x-tar"},
+                encode_chunked=True,
+            )
+            resp = conn.getresponse()
+            body = resp.read()
+        except OSError as exc:
+            raise LaunchError(f"load image: engine connection failed: {exc}") from exc
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise _engine_error("load image", resp.status, body)
+        loaded: list[str] = []
+        for line in body.decode(errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg.get("error") or msg.get("errorDetail"):
+                detail = msg.get("error") or (msg.get("errorDetail") or {}).get("message")
+                raise LaunchError(f"load image: the engine refused the archive: {detail}")
+            text = str(msg.get("stream") or "")
+            for prefix in ("Loaded image ID: ", "Loaded image: "):
+                if text.startswith(prefix):
+                    loaded.append(text[len(prefix) :].strip())
+        return tuple(loaded)
+
+    def image_remove(self, ref: str) -> bool:
+        """Untag and delete `ref` (not forced: an image a container uses stays); False if absent."""
+        path = f"/images/{urllib.parse.quote(ref, safe='')}?" + _q({"noprune": "false"})
+        status, body = self._t.request("DELETE", path)
+        if status == 404:
+            return False
+        if status != 200:
+            raise _engine_error(f"remove image {ref}", status, body)
+        return True
 
     def close(self) -> None:
         """Nothing is held between calls; kept so callers can use `with`."""
