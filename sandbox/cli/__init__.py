@@ -16,6 +16,8 @@ EXIT_USAGE = 2  # bad input: malformed manifest, unknown capability, bad path, h
 def build_parser() -> argparse.ArgumentParser:
     from sandbox.cli import (
         attribute_cmd,
+        data_cmd,
+        instances_cmd,
         manifest_cmd,
         override_cmd,
         plan_cmd,
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         override_cmd,
         windows_cmd,
         run_cmd,
+        instances_cmd,
+        data_cmd,
     ):
         module.register(sub)
     return parser

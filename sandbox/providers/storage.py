@@ -1,4 +1,4 @@
-"""storage.<name> provider: the app's persistent dirs under $XDG_DATA_HOME; never deletes on its own."""
+"""storage.<name> provider: per-app persistent dirs under $XDG_DATA_HOME; never deleted by it."""
 
 from __future__ import annotations
 

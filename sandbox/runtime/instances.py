@@ -91,7 +91,8 @@ class InstanceState:
 
     @property
     def launcher_pid(self) -> int:
-        return int(self.launcher.partition(":")[0] or 0)
+        pid = self.launcher.removeprefix("detached:").partition(":")[0]
+        return int(pid) if pid.isdigit() else 0
 
 
 @dataclass

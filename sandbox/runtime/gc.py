@@ -1,0 +1,156 @@
+"""Instances of this user (ps, stop) and gc of what dead launchers left; never touches save data."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.errors import SandboxError
+from sandbox.policy.names import CGROUP_ROOT, LABEL_MANAGED
+from sandbox.runtime import instances
+from sandbox.runtime.compile import LABEL_LAUNCHER
+from sandbox.runtime.docker_adapter import DockerAdapter
+
+DETACHED_PREFIX = "detached:"
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    app_id: str
+    instance_id: str
+    container_id: str | None
+    started: float
+    pids: tuple[int, ...]  # host pids, from the container's cgroup
+    launcher_pid: int
+    image: str
+
+
+def _cgroup_mounts() -> tuple[str, ...]:
+    from sandbox.runtime import cgroups
+
+    return tuple(m.path for m in cgroups.host_hierarchies())
+
+
+def container_pids(
+    app_id: str, container_id: str, mounts: tuple[str, ...] | None = None
+) -> tuple[int, ...]:
+    """Host pids in the container's cgroup (and below it), from the first hierarchy holding it."""
+    for mount in _cgroup_mounts() if mounts is None else mounts:
+        for leaf in (container_id, f"libpod-{container_id}"):
+            top = os.path.join(mount, CGROUP_ROOT, app_id, leaf)
+            if not os.path.isdir(top):
+                continue
+            pids: set[int] = set()
+            for dirpath, _dirs, _files in os.walk(top):
+                with contextlib.suppress(OSError), open(os.path.join(dirpath, "cgroup.procs")) as f:
+                    pids.update(int(x) for x in f.read().split())
+            return tuple(sorted(pids))
+    return ()
+
+
+def launcher_alive(token: str) -> bool:
+    return instances.launcher_alive(token.removeprefix(DETACHED_PREFIX))
+
+
+def list_running(base: Path | None = None) -> list[InstanceInfo]:
+    """This user's instances with a container, with their host pids."""
+    base = instances.instances_dir(os.geteuid()) if base is None else base
+    mounts = _cgroup_mounts()
+    out = []
+    for inst in instances.list_instances(base):
+        s = inst.state
+        if not s.container_id:
+            continue
+        out.append(
+            InstanceInfo(
+                s.app_id,
+                s.instance_id,
+                s.container_id,
+                s.created,
+                container_pids(s.app_id, s.container_id, mounts),
+                s.launcher_pid,
+                s.image,
+            )
+        )
+    return out
+
+
+def stop(target: str, timeout_s: int = 3, base: Path | None = None) -> list[str]:
+    """Stop the instances of app `target`, or instance `target`; returns the stopped ids.
+
+    Their launchers tear down; for a detached instance or a dead launcher, gc does."""
+    base = instances.instances_dir(os.geteuid()) if base is None else base
+    stopped = []
+    for inst in instances.list_instances(base):
+        s = inst.state
+        if s.container_id and target in (s.app_id, s.instance_id, s.container_id):
+            DockerAdapter.from_env(s.engine).stop(s.container_id, timeout_s)
+            stopped.append(s.instance_id)
+    return stopped
+
+
+@dataclass
+class GcReport:
+    containers: list[str] = field(default_factory=list)
+    instance_dirs: list[str] = field(default_factory=list)
+    cgroups: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _container_live(adapter: DockerAdapter, cid: str, token: str) -> bool:
+    """Live = its launcher runs, or it is detached and still running."""
+    if token.startswith(DETACHED_PREFIX):
+        info = adapter.inspect(cid)
+        return info is not None and info.running
+    return launcher_alive(token)
+
+
+def gc(engine_urls: tuple[str | None, ...] = (None,), base: Path | None = None) -> GcReport:
+    """Remove what dead launchers left: containers, provider state (X11 cookies revoked,
+    Wayland dirs, sockets), instance dirs and empty app cgroups. Safe while apps run."""
+    from sandbox.providers.display import collect_instance
+    from sandbox.runtime import cgroups
+    from sandbox.runtime.session import app_lock
+
+    report = GcReport()
+    base = instances.instances_dir(os.geteuid()) if base is None else base
+    urls: dict[str | None, None] = dict.fromkeys(engine_urls)
+    for inst in instances.list_instances(base):
+        s = inst.state
+        urls[s.engine] = None
+        try:
+            adapter = DockerAdapter.from_env(s.engine)
+            if s.container_id and _container_live(adapter, s.container_id, s.launcher):
+                continue
+            if not s.container_id and launcher_alive(s.launcher):
+                continue  # a launch in progress
+            if s.container_id and adapter.remove(s.container_id):
+                report.containers.append(s.container_id[:12])
+            collect_instance(inst.path, Path(s.xauthority) if s.xauthority else None)
+            instances.remove_instance_dir(inst)
+            report.instance_dirs.append(inst.path.name)
+        except SandboxError as exc:
+            report.problems.append(f"{inst.path.name}: {exc}")
+    instances.remove_dangling_links(base)
+
+    # Containers whose launcher died before the instance dir named them (or whose dir is gone).
+    for url in urls:
+        try:
+            adapter = DockerAdapter.from_env(url)
+            for c in adapter.containers_with_label(LABEL_MANAGED, "1"):
+                token = c.labels.get(LABEL_LAUNCHER, "")
+                if not _container_live(adapter, c.id, token) and adapter.remove(c.id):
+                    report.containers.append(c.id[:12])
+        except SandboxError as exc:
+            report.problems.append(f"engine {url or 'default'}: {exc}")
+
+    try:
+        for app_id in cgroups.list_app_cgroups():
+            with app_lock(os.geteuid(), app_id):
+                if cgroups.remove_app_cgroup(app_id):
+                    report.cgroups.append(app_id)
+    except SandboxError as exc:
+        report.problems.append(str(exc))
+    return report
