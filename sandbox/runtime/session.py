@@ -151,6 +151,7 @@ class Session:
         self._pumps = pumps
         self._exit_code: int | None = None
         self._lock = threading.Lock()
+        self._wait_lock = threading.Lock()  # one waiter reads the engine; others get its result
         self._stopping = False
         self.teardown_problems: list[str] = []
 
@@ -160,6 +161,10 @@ class Session:
 
     def wait(self) -> int:
         """Block until the app exits, tear down, and return its exit code."""
+        with self._wait_lock:
+            return self._wait_locked()
+
+    def _wait_locked(self) -> int:
         try:
             if self._exit_code is None:
                 if self._pending is None:

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Example launcher embedding sandbox: plan, show the review, launch, wait asynchronously.
+
+Usage: examples/launcher.py APP-ID|IMAGE [ARGS...]   (stops the app after --timeout seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import sandbox
+from sandbox.policy.review import review_text
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("target")
+    parser.add_argument("args", nargs="*")
+    parser.add_argument("--timeout", type=float, default=60.0)
+    opts = parser.parse_args()
+
+    prepared = sandbox.plan(opts.target)
+    print(review_text(prepared.plan), file=sys.stderr)  # a real launcher shows a dialog here
+    session = sandbox.launch(
+        prepared,
+        args=tuple(opts.args),
+        stdio=sandbox.Stdio(stdout=sys.stdout.buffer, stderr=sys.stderr.buffer),
+    )
+    print(f"started {session.app_id} as instance {session.instance_id}", file=sys.stderr)
+    try:
+        code = await asyncio.wait_for(session.wait_async(), opts.timeout)
+    except TimeoutError:
+        session.stop()
+        code = await session.wait_async()
+    print(f"{session.app_id} exited with {code}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
