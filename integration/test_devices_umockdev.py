@@ -169,7 +169,7 @@ def test_empty_testbed_reports_no_devices(umockdev_run: str, tmp_path: Path) -> 
     facts, _ = run_probe(_umockdev(umockdev_run, []), env, [sys.executable, "-c", SNIPPET])
     assert facts["available"] is True
     assert (facts["gpus"], facts["webcams"], facts["gamepads"]) == ([], [], [])
-    assert facts["nvidia"] == {"nodes": [], "driver_version": None}
+    assert facts["nvidia"] == {"nodes": [], "driver_version": None, "caps": []}
     assert facts["udev_properties"] is False
 
 
