@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sandbox.errors import PolicyError
-from sandbox.policy import names
-from sandbox.policy.facts import AudioServerKind, CgroupDriver, HostFacts
+from sandbox.policy import gpu_diagnosis, names
+from sandbox.policy.facts import AudioServerKind, CgroupDriver, CgroupLayout, HostFacts
+from sandbox.policy.gpu_diagnosis import GpuAccess
 from sandbox.policy.layers import CatalogLike, Decision, EffectivePolicy, PolicyEntry
 from sandbox.policy.plan import (
     NOBODY_ID,
@@ -21,6 +22,7 @@ from sandbox.policy.plan import (
     EnvVar,
     GrantState,
     GrantStatus,
+    HotplugCgroup,
     HotplugRequest,
     HotplugSubsystem,
     Labels,
@@ -116,6 +118,13 @@ def plan(policy: EffectivePolicy, facts: HostFacts, *, catalog: CatalogLike) -> 
     else:
         user = UserSpec(NOBODY_ID, NOBODY_ID)
         notes.append(f"the invoking user is unknown ({facts.user.reason}); the app runs as nobody")
+    gpu_outcome = outcomes.get(Capability.GPU)
+    if gpu_outcome is not None and gpu_outcome.state in _IN_PLAY:
+        untrusted_x11_only = Capability.DISPLAY_WAYLAND not in effective and any(
+            isinstance(r, X11CookieRequest) and not r.trusted for o in used for r in o.requests
+        )
+        diagnosis = gpu_diagnosis.diagnose_gpu(facts, untrusted_x11_only=untrusted_x11_only)
+        notes += diagnosis.problems
     network = NetworkMode.BRIDGE if Capability.NETWORK in effective else NetworkMode.NONE
     hardening = dataclasses.replace(baseline_hardening(user), network=network)
 
@@ -280,18 +289,25 @@ def _gpu(facts: HostFacts) -> _Outcome:
         return _unavailable("no GPU found on this host")
     nodes = [DeviceNode(g.node, g.major, g.minor, Capability.GPU) for g in d.gpus]
     requests: list[ResourceRequest] = []
-    nvidia = bool(d.nvidia.nodes) or any((g.vendor or "").upper() == "NVIDIA" for g in d.gpus)
     how = ""
-    if nvidia:
-        cdi = tuple(c for c in facts.docker.cdi_devices if c.startswith("nvidia.com/gpu"))
-        if "nvidia" in facts.docker.runtimes:
-            requests.append(NvidiaRequest(NvidiaMethod.RUNTIME))
-            how = " (NVIDIA through the nvidia runtime)"
-        elif cdi:
-            requests.append(NvidiaRequest(NvidiaMethod.CDI, cdi))
-            how = " (NVIDIA through CDI)"
-        else:
-            nodes += [DeviceNode(n.node, n.major, n.minor, Capability.GPU) for n in d.nvidia.nodes]
+    if gpu_diagnosis.nvidia_present(facts):
+        # The engine's own NVIDIA support comes first: it also injects the driver's user-space
+        # libraries, which plain nodes cannot. MIG capability nodes (nvidia.caps) are never
+        # granted either way: cap1 is MIG configuration, an administrator's right.
+        match gpu_diagnosis.nvidia_engine_method(facts):
+            case GpuAccess.NVIDIA_RUNTIME:
+                requests.append(NvidiaRequest(NvidiaMethod.RUNTIME))
+                how = " (NVIDIA through the nvidia runtime)"
+            case GpuAccess.NVIDIA_CDI:
+                cdi = gpu_diagnosis.nvidia_cdi_devices(facts)
+                requests.append(NvidiaRequest(NvidiaMethod.CDI, cdi))
+                how = " (NVIDIA through CDI)"
+            case _:
+                nodes += [
+                    DeviceNode(n.node, n.major, n.minor, Capability.GPU) for n in d.nvidia.nodes
+                ]
+                version = d.nvidia.driver_version or "unknown"
+                how = f" (NVIDIA device nodes; the image must carry libraries for driver {version})"
     names_ = [f"{g.vendor or g.vendor_id or 'GPU'} at {g.node}" for g in d.gpus]
     if not d.gpus:
         names_ = ["NVIDIA at " + ", ".join(n.node for n in d.nvidia.nodes)]
@@ -301,6 +317,44 @@ def _gpu(facts: HostFacts) -> _Outcome:
         devices=tuple(nodes),
         groups=_groups(Capability.GPU, facts),
         requests=tuple(requests),
+    )
+
+
+def _hotplug_cgroup(facts: HostFacts) -> HotplugCgroup:
+    """v2 needs the major pre-allowed; v1 (and an unknown engine) gets exact per-node rules."""
+    version = facts.docker.cgroup_version
+    if version == 2 or (version is None and facts.cgroups.layout is CgroupLayout.V2):
+        return HotplugCgroup.MAJOR_PREALLOWED
+    return HotplugCgroup.PER_NODE
+
+
+def _hotplug(
+    cap: Capability,
+    facts: HostFacts,
+    *,
+    nodes: list[DeviceNode],
+    found: str,
+    what: str,
+    request: HotplugRequest,
+) -> _Outcome:
+    """The rule of docs/devices.md: none plugged in is still granted (hotplug), unless no udevd
+    is there to tell us about a device being plugged in at all."""
+    if not nodes and not facts.devices.udev_properties:
+        return _unavailable(
+            f"no udev daemon on this host: no {what} can be recognised, now or when plugged in"
+        )
+    mode = _hotplug_cgroup(facts)
+    rules: tuple[DeviceCgroupRule, ...] = ()
+    if mode is HotplugCgroup.MAJOR_PREALLOWED:
+        (major,) = HOTPLUG_MAJORS[cap]
+        rules = (DeviceCgroupRule(major, None, cap),)
+    return _Outcome(
+        GrantState.GRANTED,
+        found or f"none plugged in now; a {what} plugged in while the app runs is added",
+        devices=tuple(nodes),
+        rules=rules,
+        groups=_groups(cap, facts),
+        requests=(dataclasses.replace(request, cgroup=mode),),
     )
 
 
@@ -316,13 +370,9 @@ def _webcam(facts: HostFacts) -> _Outcome:
                 DeviceNode(cam.media.node, cam.media.major, cam.media.minor, Capability.WEBCAM)
             )
     found = ", ".join(f"{c.product or 'camera'} at {c.node}" for c in facts.devices.webcams)
-    return _Outcome(
-        GrantState.GRANTED,
-        found or "none plugged in now; a camera plugged in while the app runs is added",
-        devices=tuple(nodes),
-        rules=(DeviceCgroupRule(V4L_MAJOR, None, Capability.WEBCAM),),
-        groups=_groups(Capability.WEBCAM, facts),
-        requests=(HotplugRequest(Capability.WEBCAM, HotplugSubsystem.VIDEO4LINUX),),
+    request = HotplugRequest(Capability.WEBCAM, HotplugSubsystem.VIDEO4LINUX)
+    return _hotplug(
+        Capability.WEBCAM, facts, nodes=nodes, found=found, what="camera", request=request
     )
 
 
@@ -335,17 +385,11 @@ def _gamepad(facts: HostFacts) -> _Outcome:
         nodes.append(DeviceNode(pad.node, pad.major, pad.minor, Capability.GAMEPAD))
         nodes += [DeviceNode(j.node, j.major, j.minor, Capability.GAMEPAD) for j in pad.js]
     found = ", ".join(f"{g.name or 'gamepad'} at {g.node}" for g in facts.devices.gamepads)
-    return _Outcome(
-        GrantState.GRANTED,
-        found or "none plugged in now; a gamepad plugged in while the app runs is added",
-        devices=tuple(nodes),
-        rules=(DeviceCgroupRule(INPUT_MAJOR, None, Capability.GAMEPAD),),
-        groups=_groups(Capability.GAMEPAD, facts),
-        requests=(
-            HotplugRequest(
-                Capability.GAMEPAD, HotplugSubsystem.INPUT, (("ID_INPUT_JOYSTICK", "1"),)
-            ),
-        ),
+    request = HotplugRequest(
+        Capability.GAMEPAD, HotplugSubsystem.INPUT, (("ID_INPUT_JOYSTICK", "1"),)
+    )
+    return _hotplug(
+        Capability.GAMEPAD, facts, nodes=nodes, found=found, what="gamepad", request=request
     )
 
 

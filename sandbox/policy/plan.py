@@ -122,6 +122,17 @@ class HotplugSubsystem(enum.StrEnum):
     INPUT = "input"
 
 
+class HotplugCgroup(enum.StrEnum):
+    """How a hotplugged node becomes usable in the container's device cgroup."""
+
+    # cgroup v1: the provider writes `c MAJ:MIN rw` to the container's devices.allow (and
+    # devices.deny on unplug), so devices.list shows exactly the granted nodes at any time.
+    PER_NODE = "per-node"
+    # cgroup v2: the engine's BPF device filter is fixed at creation and extra programs can only
+    # deny, so the plan pre-allows the major (`c 81:* rw`); the provider only creates the node.
+    MAJOR_PREALLOWED = "major-preallowed"
+
+
 @dataclass(frozen=True)
 class HotplugRequest:
     """Watch udev while the app runs and add (or remove) matching nodes."""
@@ -130,6 +141,7 @@ class HotplugRequest:
     subsystem: HotplugSubsystem
     # udev properties a device must carry; e.g. ID_INPUT_JOYSTICK=1 keeps keyboards out
     match: tuple[tuple[str, str], ...] = ()
+    cgroup: HotplugCgroup = HotplugCgroup.PER_NODE
 
 
 ResourceRequest = (

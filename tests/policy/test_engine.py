@@ -27,6 +27,7 @@ from sandbox.policy.plan import (
     CgroupDriverName,
     DeviceNode,
     GrantState,
+    HotplugCgroup,
     HotplugRequest,
     LaunchPlan,
     Mount,
@@ -252,12 +253,28 @@ def test_nvidia_runtime_request_or_nodes(runtime: bool) -> None:
         assert paths == {"/dev/dri/renderD128", "/dev/nvidia0", "/dev/nvidiactl"}
 
 
-def test_webcam_nodes_group_hotplug() -> None:
-    plan = make_plan(manifest(webcam=True), desktop())
+@pytest.mark.parametrize(
+    ("cgroup_version", "rules", "mode"),
+    [
+        (1, [], HotplugCgroup.PER_NODE),
+        (None, [], HotplugCgroup.PER_NODE),
+        (2, ["c 81:* rw"], HotplugCgroup.MAJOR_PREALLOWED),
+    ],
+)
+def test_webcam_nodes_group_hotplug(
+    cgroup_version: int | None, rules: list[str], mode: HotplugCgroup
+) -> None:
+    host = desktop()
+    host = dataclasses.replace(
+        host, docker=dataclasses.replace(host.docker, cgroup_version=cgroup_version)
+    )
+    plan = make_plan(manifest(webcam=True), host)
     assert {d.path for d in plan.devices} == {"/dev/video0", "/dev/media0"}
     assert [g.name for g in plan.groups] == ["video"]
-    assert [str(r) for r in plan.device_cgroup_rules] == ["c 81:* rw"]
-    assert [r.capability for r in _requests(plan, HotplugRequest)] == [C.WEBCAM]  # type: ignore[attr-defined]
+    # v1: the provider allows each hotplugged node itself; v2 must pre-allow the major
+    assert [str(r) for r in plan.device_cgroup_rules] == rules
+    (hotplug,) = _requests(plan, HotplugRequest)
+    assert (hotplug.capability, hotplug.cgroup) == (C.WEBCAM, mode)  # type: ignore[attr-defined]
 
 
 def test_gamepad_nodes_and_joystick_only_hotplug() -> None:

@@ -1,0 +1,140 @@
+"""GPU diagnosis: how this host can give a container the GPU and whether GL can work; pure."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from sandbox.policy.facts import HostFacts
+
+NVIDIA_GPU_CDI_PREFIX = "nvidia.com/gpu"
+NVIDIA_RUNTIME = "nvidia"
+
+
+class GpuAccess(enum.StrEnum):
+    """How the container would get the GPU; the engine's plan follows the same order."""
+
+    NONE = "none"
+    RENDER_NODES = "render-nodes"  # /dev/dri/renderD*: Mesa (Intel, AMD, nouveau, nvidia-drm)
+    NVIDIA_RUNTIME = "nvidia-runtime"  # the engine injects nodes AND matching driver libraries
+    NVIDIA_CDI = "nvidia-cdi"  # a CDI device request: nodes and libraries from the CDI spec
+    NVIDIA_NODES = "nvidia-nodes"  # plain /dev/nvidia* nodes: libraries must come from the image
+
+
+class GlOutlook(enum.StrEnum):
+    HARDWARE = "hardware"  # GL/Vulkan reach the GPU with what the engine provides
+    IMAGE_LIBRARIES = "image-libraries"  # only if the image ships the matching NVIDIA libraries
+    SOFTWARE = "software"  # llvmpipe: GL works, on the CPU
+
+
+@dataclass(frozen=True)
+class GpuDiagnosis:
+    access: tuple[GpuAccess, ...]  # every way this host offers, preferred first
+    gl: GlOutlook
+    nvidia_driver: str | None
+    summary: str  # one line for `sandbox probe`
+    problems: tuple[str, ...] = ()  # plain words, each a reason GL may not work as hoped
+
+
+def nvidia_cdi_devices(facts: HostFacts) -> tuple[str, ...]:
+    return tuple(c for c in facts.docker.cdi_devices if c.startswith(NVIDIA_GPU_CDI_PREFIX))
+
+
+def nvidia_present(facts: HostFacts) -> bool:
+    d = facts.devices
+    return bool(d.nvidia.nodes) or any((g.vendor or "").upper() == "NVIDIA" for g in d.gpus)
+
+
+def nvidia_engine_method(facts: HostFacts) -> GpuAccess:
+    """The engine's own NVIDIA support: the runtime wins over CDI; NVIDIA_NODES when neither."""
+    if not facts.docker.available:
+        return GpuAccess.NVIDIA_NODES
+    if NVIDIA_RUNTIME in facts.docker.runtimes:
+        return GpuAccess.NVIDIA_RUNTIME
+    if nvidia_cdi_devices(facts):
+        return GpuAccess.NVIDIA_CDI
+    return GpuAccess.NVIDIA_NODES
+
+
+def _driver(version: str | None) -> str:
+    return f"driver {version}" if version else "an unknown driver version"
+
+
+def diagnose_gpu(facts: HostFacts, *, untrusted_x11_only: bool = False) -> GpuDiagnosis:
+    """What `gpu` gives on this host and why GL may not reach the GPU.
+
+    untrusted_x11_only: the app's only display is an untrusted X11 connection, which hides
+    GLX and DRI3 (an untrusted client sees only BIG-REQUESTS and XC-MISC).
+    """
+    d = facts.devices
+    version = d.nvidia.driver_version
+    problems: list[str] = []
+    if not d.available:
+        problems.append(
+            f"devices could not be listed ({d.reason or 'unknown'}): "
+            "GL will fall back to software rendering (llvmpipe)"
+        )
+        return GpuDiagnosis(
+            (GpuAccess.NONE,), GlOutlook.SOFTWARE, version, "unknown", tuple(problems)
+        )
+
+    access: list[GpuAccess] = []
+    nvidia = nvidia_present(facts)
+    method = nvidia_engine_method(facts) if nvidia else GpuAccess.NONE
+    if method in (GpuAccess.NVIDIA_RUNTIME, GpuAccess.NVIDIA_CDI):
+        access.append(method)
+    if d.gpus:
+        access.append(GpuAccess.RENDER_NODES)
+    if method is GpuAccess.NVIDIA_NODES and d.nvidia.nodes:
+        access.append(GpuAccess.NVIDIA_NODES)
+
+    parts: list[str] = []
+    if d.gpus:
+        parts.append(
+            "render nodes "
+            + ", ".join(
+                f"{g.node} ({g.vendor or g.vendor_id or '?'}, {g.driver or '?'})" for g in d.gpus
+            )
+        )
+    if nvidia:
+        how = {
+            GpuAccess.NVIDIA_RUNTIME: "the engine's nvidia runtime injects nodes and libraries",
+            GpuAccess.NVIDIA_CDI: "CDI " + ", ".join(nvidia_cdi_devices(facts)),
+            GpuAccess.NVIDIA_NODES: "plain device nodes (no nvidia runtime or CDI in the engine)",
+        }[method]
+        parts.append(f"NVIDIA {_driver(version)}: {how}")
+    if d.nvidia.caps:
+        parts.append(f"{len(d.nvidia.caps)} MIG capability node(s), never granted")
+
+    if not access:
+        gl = GlOutlook.SOFTWARE
+        problems.append("no GPU render node: GL will fall back to software rendering (llvmpipe)")
+    elif method is GpuAccess.NVIDIA_NODES and not d.gpus:
+        gl = GlOutlook.IMAGE_LIBRARIES
+    elif method in (GpuAccess.NVIDIA_RUNTIME, GpuAccess.NVIDIA_CDI) or not nvidia:
+        gl = GlOutlook.HARDWARE
+    else:
+        # an NVIDIA render node without runtime/CDI: Mesa has no driver for nvidia-drm render
+        # nodes, so GL still needs NVIDIA's libraries from the image
+        gl = GlOutlook.IMAGE_LIBRARIES
+
+    if nvidia and method is GpuAccess.NVIDIA_NODES:
+        problems.append(
+            f"NVIDIA without the nvidia runtime or CDI: the image must ship NVIDIA user-space "
+            f"libraries (libGLX_nvidia, libEGL_nvidia, libcuda) matching {_driver(version)} "
+            "exactly, or the engine must inject them; otherwise GL falls back to llvmpipe "
+            "and CUDA fails"
+        )
+    if nvidia and not d.gpus:
+        problems.append(
+            "no DRM render node for the NVIDIA GPU (nvidia-drm not loaded): Wayland clients "
+            "cannot share GPU buffers (no GBM/dmabuf); EGL on NVIDIA's device platform, GLX "
+            "through a trusted X server and CUDA still work"
+        )
+    if untrusted_x11_only and access:
+        problems.append(
+            "the untrusted X11 connection hides GLX and DRI3: GL through X11 falls back to "
+            "software; use EGL (Wayland, or headless/surfaceless) to reach the GPU"
+        )
+    summary = "; ".join(parts) if parts else "no GPU"
+    return GpuDiagnosis(tuple(access) or (GpuAccess.NONE,), gl, version, summary, tuple(problems))
