@@ -146,10 +146,10 @@ def sanitize_proplist(props: Proplist, grant: AudioGrant) -> Proplist:
 
 
 def _rewrite_first_proplist(args: tuple[Value, ...], grant: AudioGrant) -> tuple[Value, ...]:
-    for i, v in enumerate(args):
-        if isinstance(v, Proplist):
-            return (*args[:i], sanitize_proplist(v, grant), *args[i + 1 :])
-    raise ProviderError("pulse: request has no proplist")
+    """Every top-level proplist sanitised (a request carries one; a second must not slip by)."""
+    if not any(isinstance(v, Proplist) for v in args):
+        raise ProviderError("pulse: request has no proplist")
+    return tuple(sanitize_proplist(v, grant) if isinstance(v, Proplist) else v for v in args)
 
 
 def _u32(args: tuple[Value, ...], i: int) -> int:
@@ -348,6 +348,7 @@ class PulseFilter:
         return (U32(self.state.client_version), Arbitrary(self._cookie), *pkt.args[2:])
 
     def _set_client_name(self, pkt: Packet) -> tuple[Value, ...]:
+        _check_shape(pkt)
         self.state.phase = Phase.NAMING_SENT
         return _rewrite_first_proplist(pkt.args, self.grant)
 
@@ -356,6 +357,7 @@ class PulseFilter:
         return pkt.args
 
     def _with_proplist(self, pkt: Packet) -> tuple[Value, ...]:
+        _check_shape(pkt)
         return _rewrite_first_proplist(pkt.args, self.grant)
 
     def _reserve_stream(self) -> None:
@@ -639,6 +641,9 @@ _SHAPES: dict[int, tuple[type, ...]] = {
     **{c: () for c in (*_EMPTY_LISTS, *_LIST_SCHEMAS)},
     Command.GET_SINK_INFO_LIST: (),
     Command.GET_CARD_INFO_LIST: (),
+    Command.SET_CLIENT_NAME: (Proplist,),
+    Command.UPDATE_CLIENT_PROPLIST: (U32, Proplist),
+    Command.PLAY_SAMPLE: (U32, Str, U32, Str, Proplist),
 }
 
 

@@ -18,8 +18,8 @@
 #   offending frame reaches the other side.
 # * The connection walks AUTH -> AUTHORIZING -> NAMING -> NAMING_SENT -> READY (see `Phase`):
 #   the first client packet must be AUTH, the second SET_CLIENT_NAME and only after the auth
-#   reply, and no other command is valid before READY. `SessionState.client_command_allowed`
-#   is that transition table.
+#   reply, no other command is valid before READY, and neither comes again after.
+#   `SessionState.client_command_allowed` is that transition table.
 # * Tags are the proxy's own towards the server: each forwarded request gets a fresh upstream
 #   tag and a `Pending` record; a server REPLY/ERROR must name a pending upstream tag, and is
 #   sent back under the client's tag. So the proxy can ask its own questions (e.g. "is this
@@ -636,7 +636,8 @@ class SessionState:
             return command == Command.AUTH
         if self.phase is Phase.NAMING:
             return command == Command.SET_CLIENT_NAME
-        return self.phase is Phase.READY
+        # AUTH and SET_CLIENT_NAME happen once; again in READY they are a violation.
+        return self.phase is Phase.READY and command not in (Command.AUTH, Command.SET_CLIENT_NAME)
 
     def new_tag(self, pending: Pending) -> int:
         # Upstream tags wrap below NO_TAG; a wrap onto a still-pending tag is a violation.
