@@ -1,0 +1,1 @@
+"""App distribution: the .sbx bundle (export, safe reading), install records, desktop entries."""

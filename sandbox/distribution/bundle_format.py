@@ -1,0 +1,161 @@
+"""The .sbx header member (sandbox-bundle.json): typed, parsed strictly, dumped padded; pure."""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sandbox.errors import BundleError, ManifestError
+from sandbox.policy.manifest import Manifest, dump_manifest, parse_manifest
+
+HEADER_NAME: Final = "sandbox-bundle.json"
+FORMAT_NAME: Final = "org.sandbox-apps.bundle"
+FORMAT_VERSION: Final = 1
+EXTENSION: Final = ".sbx"
+MIME_TYPE: Final = "application/vnd.sandbox.bundle"
+MAX_HEADER_BYTES: Final = 256 * 1024
+MAX_LAYERS: Final = 256  # docker itself refuses more than 125 layers in one image
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_TAG = re.compile(r"[a-z0-9][a-z0-9._/:-]{0,254}")
+# Room left after the JSON for the layer sizes, which are known only after the image streamed
+# through; the header is rewritten in place with the same length (JSON allows trailing spaces).
+_SIZE_SLACK_PER_LAYER: Final = 24
+
+
+class BundleKind(enum.StrEnum):
+    FULL = "full"  # every layer of the image
+    THIN = "thin"  # app layers plus a base image reference (reserved; not read yet)
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    diff_id: str  # sha256:<hex> of the uncompressed layer tar
+    size: int  # bytes of that tar
+
+
+@dataclass(frozen=True)
+class BundleHeader:
+    manifest: Manifest
+    image_id: str  # sha256:<hex> of the image config
+    layers: tuple[LayerRecord, ...]
+    tags: tuple[str, ...] = ()
+    kind: BundleKind = BundleKind.FULL
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def image_size(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+
+def _fail(where: str, problem: str) -> BundleError:
+    return BundleError(HEADER_NAME, f"{where}: {problem}" if where else problem)
+
+
+def _check_keys(table: Mapping[str, Any], where: str, known: tuple[str, ...]) -> None:
+    for key in table:
+        if key not in known:
+            raise _fail(f"{where}{key}", f"unknown key (known: {', '.join(known)})")
+    for key in known:
+        if key not in table:
+            raise _fail(f"{where}{key}", "is required")
+
+
+def _digest(value: object, where: str) -> str:
+    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
+        raise _fail(where, f"must be sha256:<64 hex digits>, not {value!r}")
+    return value
+
+
+def parse_header(data: bytes) -> BundleHeader:
+    """The bytes of sandbox-bundle.json -> BundleHeader; every problem names the field."""
+    if len(data) > MAX_HEADER_BYTES:
+        raise _fail("", f"is {len(data)} bytes (at most {MAX_HEADER_BYTES})")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _fail("", f"not UTF-8 at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise _fail("", f"invalid JSON at offset {exc.pos}: {exc.msg}") from None
+    if not isinstance(doc, dict):
+        raise _fail("", "must hold a JSON object")
+    _check_keys(doc, "", ("format", "format-version", "kind", "manifest", "image"))
+    if doc["format"] != FORMAT_NAME:
+        raise _fail("format", f"must be {FORMAT_NAME!r}, not {doc['format']!r}")
+    version = doc["format-version"]
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise _fail("format-version", f"unsupported version {version!r} (this reads 1)")
+    try:
+        kind = BundleKind(doc["kind"])
+    except ValueError:
+        raise _fail("kind", f"must be 'full' or 'thin', not {doc['kind']!r}") from None
+    if kind is BundleKind.THIN:
+        raise _fail("kind", "thin bundles (app layers on a base reference) are not supported yet")
+    if not isinstance(doc["manifest"], dict):
+        raise _fail("manifest", "must be an object")
+    try:
+        manifest = parse_manifest(doc["manifest"])
+    except ManifestError as exc:
+        raise _fail(f"manifest.{exc.field}" if exc.field else "manifest", exc.problem) from None
+    image = doc["image"]
+    if not isinstance(image, dict):
+        raise _fail("image", "must be an object")
+    _check_keys(image, "image.", ("id", "tags", "layers"))
+    tags = image["tags"]
+    if not isinstance(tags, list) or len(tags) > 16:
+        raise _fail("image.tags", "must be a list of at most 16 image names")
+    for i, tag in enumerate(tags):
+        if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+            raise _fail(f"image.tags[{i}]", f"not an image name: {tag!r}")
+    raw_layers = image["layers"]
+    if not isinstance(raw_layers, list) or not 1 <= len(raw_layers) <= MAX_LAYERS:
+        raise _fail("image.layers", f"must be a list of 1 to {MAX_LAYERS} layers")
+    layers = []
+    for i, raw in enumerate(raw_layers):
+        where = f"image.layers[{i}]"
+        if not isinstance(raw, dict):
+            raise _fail(where, "must be an object")
+        _check_keys(raw, f"{where}.", ("diff-id", "size"))
+        size = raw["size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise _fail(f"{where}.size", f"must be a byte count, not {size!r}")
+        layers.append(LayerRecord(_digest(raw["diff-id"], f"{where}.diff-id"), size))
+    return BundleHeader(
+        manifest=manifest,
+        image_id=_digest(image["id"], "image.id"),
+        layers=tuple(layers),
+        tags=tuple(tags),
+        kind=kind,
+        format_version=FORMAT_VERSION,
+    )
+
+
+def _doc(header: BundleHeader) -> dict[str, Any]:
+    return {
+        "format": FORMAT_NAME,
+        "format-version": header.format_version,
+        "kind": header.kind.value,
+        "manifest": dump_manifest(header.manifest),
+        "image": {
+            "id": header.image_id,
+            "tags": list(header.tags),
+            "layers": [{"diff-id": r.diff_id, "size": r.size} for r in header.layers],
+        },
+    }
+
+
+def dump_header(header: BundleHeader, length: int | None = None) -> bytes:
+    """The header's bytes; with `length`, padded with spaces to exactly that many bytes.
+
+    Without `length` the result carries slack for the real layer sizes, so a header written
+    with placeholder sizes can be rewritten in place once the layers have streamed through.
+    """
+    text = json.dumps(_doc(header), indent=1, sort_keys=True, ensure_ascii=True).encode() + b"\n"
+    if length is None:
+        length = len(text) + _SIZE_SLACK_PER_LAYER * len(header.layers) + 64
+    if len(text) > length:
+        raise _fail("", f"needs {len(text)} bytes, more than the {length} reserved")
+    return text + b" " * (length - len(text))

@@ -1,0 +1,436 @@
+"""Reads a .sbx bundle safely: one streaming pass verifies everything before the engine sees it.
+
+Never extracts, never writes, never talks to the engine. See docs/bundle.md for the rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+from sandbox.distribution.bundle_format import (
+    HEADER_NAME,
+    MAX_HEADER_BYTES,
+    BundleHeader,
+    parse_header,
+)
+from sandbox.errors import BundleError, ManifestError
+from sandbox.policy.layers import adds_permissions
+from sandbox.policy.manifest import manifest_from_labels
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+
+MANIFEST_JSON: Final = "manifest.json"
+_BLOB = re.compile(r"blobs/sha256/([0-9a-f]{64})")
+_CONFIG = re.compile(r"([0-9a-f]{64})\.json")
+_READ = 1 << 20
+_TAR_BUFSIZE = 64 * 1024  # tarfile's stream buffer; larger makes its header reads copy more
+_ICON_SNIFF = 512
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Caps on the outer archive; a hostile file hits one of these and is refused."""
+
+    max_members: int = 10_000
+    max_total_bytes: int = 16 * 1024**3
+    max_json_bytes: int = 4 * 1024**2  # manifest.json, the image config, index.json
+    max_retained_bytes: int = 64 * 1024**2  # all small JSON-looking members kept together
+    max_icon_bytes: int = 1024**2
+    check_chunk: int = 8 * 1024**2  # granularity of the re-check while loading
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle whose every byte was checked; `stream_verified` re-checks while loading."""
+
+    path: Path
+    header: BundleHeader
+    sha256: str  # of the whole file
+    size: int
+    icon: bytes | None  # the manifest's icon, read from the layers (last layer wins)
+    prefix_digests: tuple[bytes, ...] = field(repr=False)  # sha256 of the first k chunks
+    check_chunk: int = field(repr=False, default=ReadLimits.check_chunk)
+
+
+@dataclass
+class _Member:
+    size: int
+    sha256: str | None = None  # None for links and dirs
+    link: str | None = None  # normalized target inside the archive
+    data: bytes | None = None  # kept only for small JSON-looking members
+    icon: _LayerScan | None = None
+
+
+@dataclass
+class _LayerScan:
+    """What one layer tar does to the icon path: provides it, removes it, or leaves it."""
+
+    icon: bytes | None = None
+    present: bool = False  # the layer has the path (regular file or anything else)
+    removed: bool = False  # a whiteout or a non-directory ancestor hides lower layers' copy
+
+
+class _FileHasher:
+    """Wraps the bundle file: whole-file sha256 plus the digest of every chunk-aligned prefix."""
+
+    def __init__(self, f: IO[bytes], chunk: int) -> None:
+        self._f = f
+        self._chunk = chunk
+        self.hash = hashlib.sha256()
+        self.pos = 0
+        self.prefixes: list[bytes] = []
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        view = memoryview(data)
+        while view:
+            room = self._chunk - self.pos % self._chunk
+            part, view = view[:room], view[room:]
+            self.hash.update(part)
+            self.pos += len(part)
+            if self.pos % self._chunk == 0:
+                self.prefixes.append(self.hash.copy().digest())
+        return data
+
+
+class _MemberHasher:
+    """Reads one member's data, hashing it; an inner tar parser may read through this."""
+
+    def __init__(self, src: IO[bytes], first: bytes) -> None:
+        self._src = src
+        self._pending = first
+        self.hash = hashlib.sha256(first)
+        self.done = len(first)
+
+    def read(self, n: int = -1) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            if 0 <= n < len(data):
+                data, self._pending = data[:n], data[n:]
+            return data
+        data = self._src.read(n if n >= 0 else _READ)
+        self.hash.update(data)
+        self.done += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_READ):
+            pass
+
+
+def _norm(name: str, member: str) -> str:
+    if not name or name.startswith("/"):
+        raise BundleError(member, "absolute or empty member name")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise BundleError(member, "member name contains '..'")
+    if not parts:
+        raise BundleError(member, "member name is the archive root")
+    return "/".join(parts)
+
+
+def _inside(target: str, member: str, what: str) -> str:
+    if target.startswith("/"):
+        raise BundleError(member, f"{what} points to an absolute path {target!r}")
+    resolved = posixpath.normpath(target)
+    if resolved == ".." or resolved.startswith("../") or resolved in (".", ""):
+        raise BundleError(member, f"{what} {target!r} escapes the archive")
+    return resolved
+
+
+def _scan_layer(stream: _MemberHasher, icon_rel: str, limits: ReadLimits) -> _LayerScan:
+    """Looks for the icon path and whiteouts over it in one layer tar (links are not followed)."""
+    scan = _LayerScan()
+    ancestors = {icon_rel.rsplit("/", i)[0] for i in range(1, icon_rel.count("/") + 1)}
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=_TAR_BUFSIZE) as inner:  # type: ignore[call-overload]
+            for info in inner:
+                name = "/".join(p for p in info.name.split("/") if p not in ("", "."))
+                base = posixpath.basename(name)
+                parent = posixpath.dirname(name)
+                if name == icon_rel:
+                    scan.present = True
+                    scan.icon = None
+                    if info.isreg() and info.size <= limits.max_icon_bytes:
+                        f = inner.extractfile(info)
+                        scan.icon = f.read() if f is not None else None
+                elif base == ".wh..wh..opq":
+                    if parent in ancestors or parent == "":
+                        scan.removed = True
+                elif base.startswith(".wh."):
+                    hidden = posixpath.join(parent, base[4:])
+                    if hidden == icon_rel or hidden in ancestors:
+                        scan.removed = True
+                elif name in ancestors and not info.isdir():
+                    scan.removed = True
+    except tarfile.TarError:
+        # Not a tar the icon can come from; its digest is still checked and the engine decides.
+        return _LayerScan()
+    return scan
+
+
+def _resolve(members: dict[str, _Member], name: str, where: str) -> tuple[str, _Member]:
+    seen = 0
+    current = name
+    while True:
+        m = members.get(current)
+        if m is None:
+            raise BundleError(where, f"names {current!r}, which is not in the archive")
+        if m.link is None:
+            return current, m
+        seen += 1
+        if seen > 8:
+            raise BundleError(where, f"{name!r}: too many levels of links")
+        current = m.link
+
+
+def _json(members: dict[str, _Member], name: str, where: str) -> Any:
+    _, m = _resolve(members, name, where)
+    if m.data is None:
+        raise BundleError(name, "is not a small JSON file")
+    try:
+        return json.loads(m.data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(name, f"invalid JSON: {exc}") from None
+
+
+def verify_bundle(
+    path: Path, limits: ReadLimits | None = None, progress: Progress | None = None
+) -> VerifiedBundle:
+    """Check every member of the bundle at `path`; BundleError names the first bad member."""
+    limits = limits or ReadLimits()
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise BundleError(str(path), f"cannot open: {exc.strerror or exc}") from None
+    with f:
+        total = os.fstat(f.fileno()).st_size
+        if total > limits.max_total_bytes:
+            raise BundleError(str(path), f"is {total} bytes (at most {limits.max_total_bytes})")
+        hasher = _FileHasher(f, limits.check_chunk)
+        header, members = _walk(hasher, limits, progress, total)
+        while hasher.read(_READ):  # bytes after the end-of-archive marker are still covered
+            pass
+    icon = _check_image(header, members, limits)
+    if hasher.pos != total:
+        raise BundleError(str(path), "changed size while it was read")
+    return VerifiedBundle(
+        path=path,
+        header=header,
+        sha256=hasher.hash.hexdigest(),
+        size=total,
+        icon=icon,
+        prefix_digests=tuple(hasher.prefixes),
+        check_chunk=limits.check_chunk,
+    )
+
+
+def _walk(
+    hasher: _FileHasher, limits: ReadLimits, progress: Progress | None, total: int
+) -> tuple[BundleHeader, dict[str, _Member]]:
+    members: dict[str, _Member] = {}
+    header: BundleHeader | None = None
+    icon_rel: str | None = None
+    count = 0
+    content = 0
+    retained = 0
+    name = "archive"
+    try:
+        with tarfile.open(fileobj=hasher, mode="r|", bufsize=_TAR_BUFSIZE) as tar:  # type: ignore[call-overload]
+            for info in tar:
+                count += 1
+                if count > limits.max_members:
+                    raise BundleError(info.name, f"more than {limits.max_members} members")
+                name = _norm(info.name, info.name)
+                if name in members:
+                    raise BundleError(info.name, "appears twice in the archive")
+                if header is None and name != HEADER_NAME:
+                    raise BundleError(info.name, f"the first member must be {HEADER_NAME}")
+                content += info.size
+                if content > limits.max_total_bytes:
+                    raise BundleError(info.name, f"content exceeds {limits.max_total_bytes} bytes")
+                if info.isdir():
+                    members[name] = _Member(0)
+                elif info.issym():
+                    target = posixpath.join(posixpath.dirname(name), info.linkname)
+                    members[name] = _Member(0, link=_inside(target, info.name, "symlink"))
+                elif info.islnk():
+                    target = _inside(info.linkname, info.name, "hard link")
+                    if target not in members:
+                        raise BundleError(
+                            info.name, f"hard link to {target!r}, not an earlier member"
+                        )
+                    members[name] = _Member(0, link=target)
+                elif info.isreg():
+                    src = tar.extractfile(info)
+                    assert src is not None  # a regular member always has a file object
+                    first = src.read(_ICON_SNIFF)
+                    stream = _MemberHasher(src, first)
+                    member = _Member(info.size)
+                    keep = first[:1] in (b"{", b"[") and info.size <= limits.max_json_bytes
+                    if name == HEADER_NAME:
+                        if info.size > MAX_HEADER_BYTES:
+                            raise BundleError(info.name, f"larger than {MAX_HEADER_BYTES} bytes")
+                        data = bytearray()
+                        while chunk := stream.read(_READ):
+                            data += chunk
+                        header = parse_header(bytes(data))
+                    elif keep:
+                        rest = bytearray()
+                        while chunk := stream.read(_READ):
+                            rest += chunk
+                        member.data = bytes(rest)
+                        retained += len(rest)
+                        if retained > limits.max_retained_bytes:
+                            raise BundleError(info.name, "too much JSON in the archive")
+                    elif icon_rel is not None and info.size >= 1024:
+                        member.icon = _scan_layer(stream, icon_rel, limits)
+                    stream.drain()
+                    if stream.done != info.size:
+                        raise BundleError(info.name, "truncated: the file ends inside it")
+                    member.sha256 = stream.hash.hexdigest()
+                    blob = _BLOB.fullmatch(name)
+                    if blob and blob.group(1) != member.sha256:
+                        raise BundleError(info.name, f"content has sha256 {member.sha256}")
+                    members[name] = member
+                else:
+                    raise BundleError(info.name, "is a device, fifo or other special file")
+                if header is not None and icon_rel is None and header.manifest.app.icon:
+                    icon_rel = header.manifest.app.icon.lstrip("/")
+                if progress is not None:
+                    progress(hasher.pos, total)
+    except tarfile.TarError as exc:
+        raise BundleError(name, f"not a valid archive here: {exc}") from None
+    except EOFError:
+        raise BundleError(name, "truncated: the file ends inside it") from None
+    if header is None:
+        raise BundleError(HEADER_NAME, "missing: this is not a sandbox bundle")
+    return header, members
+
+
+def _check_image(
+    header: BundleHeader, members: dict[str, _Member], limits: ReadLimits
+) -> bytes | None:
+    """The docker-archive image against itself and against the header; returns the icon."""
+    del limits
+    entries = _json(members, MANIFEST_JSON, MANIFEST_JSON)
+    if not isinstance(entries, list) or len(entries) != 1 or not isinstance(entries[0], dict):
+        raise BundleError(MANIFEST_JSON, "must list exactly one image")
+    entry = entries[0]
+    config_name = entry.get("Config")
+    layer_names = entry.get("Layers")
+    tags = entry.get("RepoTags") or []
+    if not isinstance(config_name, str):
+        raise BundleError(MANIFEST_JSON, "Config must name the image config")
+    if not isinstance(layer_names, list) or not all(isinstance(n, str) for n in layer_names):
+        raise BundleError(MANIFEST_JSON, "Layers must be a list of member names")
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise BundleError(MANIFEST_JSON, "RepoTags must be a list of names")
+    config_path, config = _resolve(members, _norm(config_name, MANIFEST_JSON), MANIFEST_JSON)
+    named = _CONFIG.fullmatch(config_path) or _BLOB.fullmatch(config_path)
+    if named is None or named.group(1) != config.sha256:
+        raise BundleError(config_path, f"config's name does not match its sha256 {config.sha256}")
+    image_id = f"sha256:{config.sha256}"
+    if image_id != header.image_id:
+        raise BundleError(HEADER_NAME, f"image.id is {header.image_id}, the image is {image_id}")
+    doc = _json(members, config_path, MANIFEST_JSON)
+    if not isinstance(doc, dict):
+        raise BundleError(config_path, "the image config must be a JSON object")
+    diff_ids = (doc.get("rootfs") or {}).get("diff_ids")
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+        raise BundleError(config_path, "rootfs.diff_ids must be a list of digests")
+    if len(diff_ids) != len(layer_names):
+        raise BundleError(
+            MANIFEST_JSON,
+            f"lists {len(layer_names)} layers but the config's rootfs has {len(diff_ids)}",
+        )
+    if len(header.layers) != len(diff_ids):
+        raise BundleError(
+            HEADER_NAME, f"lists {len(header.layers)} layers, the image has {len(diff_ids)}"
+        )
+    scans: list[_LayerScan | None] = []
+    for i, (layer_name, diff_id) in enumerate(zip(layer_names, diff_ids, strict=True)):
+        path, layer = _resolve(members, _norm(layer_name, MANIFEST_JSON), MANIFEST_JSON)
+        actual = f"sha256:{layer.sha256}"
+        if actual != diff_id:
+            raise BundleError(path, f"layer {i} has {actual}, the config says {diff_id}")
+        record = header.layers[i]
+        if record.diff_id != diff_id or record.size != layer.size:
+            raise BundleError(
+                HEADER_NAME,
+                f"image.layers[{i}] says {record.diff_id} of {record.size} bytes, the archive "
+                f"has {diff_id} of {layer.size} bytes",
+            )
+        scans.append(layer.icon)
+    if sorted(tags) != sorted(header.tags):
+        raise BundleError(
+            MANIFEST_JSON, f"RepoTags {tags} differ from the header's {list(header.tags)}"
+        )
+    labels = (doc.get("config") or {}).get("Labels") or {}
+    if not isinstance(labels, dict):
+        raise BundleError(config_path, "config.Labels must be an object")
+    try:
+        from_labels = manifest_from_labels({str(k): str(v) for k, v in labels.items()})
+    except ManifestError as exc:
+        raise BundleError(config_path, f"the image's manifest labels are bad: {exc}") from None
+    if from_labels != header.manifest:
+        more = adds_permissions(header.manifest, from_labels)
+        detail = (
+            f"the image asks for {', '.join(str(p) for p in more)} that the header does not show"
+            if more
+            else "they differ"
+        )
+        raise BundleError(HEADER_NAME, f"manifest disagrees with the image's labels: {detail}")
+    icon: bytes | None = None
+    for scan in scans:
+        if scan is None:
+            continue
+        if scan.present:
+            icon = scan.icon
+        elif scan.removed:
+            icon = None
+    return icon
+
+
+def stream_verified(bundle: VerifiedBundle, progress: Progress | None = None) -> Iterator[bytes]:
+    """The bundle's bytes for the engine, each chunk checked against the verified pass first.
+
+    A file changed after verification raises BundleError before the changed chunk is yielded,
+    so the engine receives a truncated archive and loads nothing.
+    """
+    h = hashlib.sha256()
+    done = 0
+    index = 0
+    try:
+        f = bundle.path.open("rb")
+    except OSError as exc:
+        raise BundleError(str(bundle.path), f"cannot open: {exc.strerror or exc}") from None
+    with f:
+        while chunk := f.read(bundle.check_chunk):
+            h.update(chunk)
+            done += len(chunk)
+            if done > bundle.size:
+                raise BundleError(str(bundle.path), "grew after it was verified")
+            if len(chunk) == bundle.check_chunk:
+                expected = (
+                    bundle.prefix_digests[index] if index < len(bundle.prefix_digests) else b""
+                )
+                if h.copy().digest() != expected:
+                    raise BundleError(str(bundle.path), "changed after it was verified")
+                index += 1
+            elif done != bundle.size or h.hexdigest() != bundle.sha256:
+                raise BundleError(str(bundle.path), "changed after it was verified")
+            yield chunk
+            if progress is not None:
+                progress(done, bundle.size)
+    if done != bundle.size or h.hexdigest() != bundle.sha256:
+        raise BundleError(str(bundle.path), "changed after it was verified")

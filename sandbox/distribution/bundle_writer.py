@@ -1,0 +1,178 @@
+"""Writes a .sbx bundle from a local image: the header member, then the engine's archive as is.
+
+Streams: the image is never held in memory; only tar headers and manifest.json are parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from sandbox.distribution.bundle_format import (
+    HEADER_NAME,
+    BundleHeader,
+    LayerRecord,
+    dump_header,
+)
+from sandbox.distribution.bundle_reader import Progress
+from sandbox.errors import BundleError, LaunchError
+from sandbox.policy.manifest import manifest_from_labels
+from sandbox.runtime.docker_adapter import DockerAdapter, ImageDetails
+
+_BLOCK: Final = 512
+_TAR_BUFSIZE: Final = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    header: BundleHeader
+    size: int  # bytes of the bundle file
+
+
+class _Tee:
+    """Gives the engine's archive to the tar parser and writes every byte it reads to `out`."""
+
+    def __init__(
+        self, chunks: Iterator[bytes], out: BinaryIO, on_write: Progress | None, total: int
+    ) -> None:
+        self._chunks = chunks
+        self._out = out
+        self._buf = memoryview(b"")
+        self._on_write = on_write
+        self._total = total
+        self.written = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._buf:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                return b""
+            self._out.write(chunk)
+            self.written += len(chunk)
+            if self._on_write is not None:
+                self._on_write(self.written, max(self._total, self.written))
+            self._buf = memoryview(chunk)
+        if n < 0 or n >= len(self._buf):
+            data, self._buf = self._buf, memoryview(b"")
+        else:
+            data, self._buf = self._buf[:n], self._buf[n:]
+        return bytes(data)
+
+    def drain(self) -> None:
+        self._buf = memoryview(b"")
+        while self.read():
+            self._buf = memoryview(b"")
+
+
+def _save_ref(ref: str, details: ImageDetails) -> tuple[str, tuple[str, ...]]:
+    """What to ask the engine to save, and the tags the archive will then carry."""
+    last = ref.rsplit("/", 1)[-1]
+    tagged = ref if ":" in last or "@" in ref else f"{ref}:latest"
+    if tagged in details.tags:
+        return tagged, (tagged,)
+    if details.tags:  # asked by id: keep the image's first name so the install is not <none>
+        return details.tags[0], (details.tags[0],)
+    return details.id, ()
+
+
+def export_image(
+    adapter: DockerAdapter, ref: str, out_path: Path, progress: Progress | None = None
+) -> ExportResult:
+    """Write the image `ref` as a bundle at `out_path` (atomically: a failure leaves nothing)."""
+    details = adapter.image_details(ref)
+    if details is None:
+        raise LaunchError(f"image {ref} not found")
+    manifest = manifest_from_labels(details.labels)
+    save_ref, tags = _save_ref(ref, details)
+    placeholder = BundleHeader(
+        manifest=manifest,
+        image_id=details.id,
+        layers=tuple(LayerRecord(d, 0) for d in details.diff_ids),
+        tags=tags,
+    )
+    header_bytes = dump_header(placeholder)
+    info = tarfile.TarInfo(HEADER_NAME)
+    info.size = len(header_bytes)
+    info.mode = 0o644
+    out_path = out_path.absolute()
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+            out.write(info.tobuf(format=tarfile.PAX_FORMAT))
+            out.write(header_bytes + b"\0" * (-len(header_bytes) % _BLOCK))
+            data_offset = _BLOCK  # a short ASCII name needs no extended header
+            tee = _Tee(adapter.image_save_stream(save_ref), out, progress, details.size)
+            sizes, manifest_json = _member_sizes(tee)
+            tee.drain()
+            layers = _layers(manifest_json, sizes, details)
+            final = BundleHeader(manifest=manifest, image_id=details.id, layers=layers, tags=tags)
+            out.flush()
+            out.seek(data_offset)
+            out.write(dump_header(final, len(header_bytes)))
+            out.flush()
+            os.fsync(out.fileno())
+            size = out.seek(0, os.SEEK_END)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ExportResult(out_path, final, size)
+
+
+def _member_sizes(tee: _Tee) -> tuple[dict[str, tuple[int, str | None]], bytes]:
+    """{member: (size, symlink target)} of the engine's archive, and its manifest.json."""
+    sizes: dict[str, tuple[int, str | None]] = {}
+    manifest_json = b""
+    try:
+        with tarfile.open(fileobj=tee, mode="r|", bufsize=_TAR_BUFSIZE) as tar:  # type: ignore[call-overload]
+            for member in tar:
+                name = posixpath.normpath(member.name)
+                link = None
+                if member.issym():
+                    link = posixpath.normpath(
+                        posixpath.join(posixpath.dirname(name), member.linkname)
+                    )
+                elif member.islnk():
+                    link = posixpath.normpath(member.linkname)
+                sizes[name] = (member.size, link)
+                if name == "manifest.json" and member.isreg():
+                    f = tar.extractfile(member)
+                    manifest_json = f.read() if f is not None else b""
+    except tarfile.TarError as exc:
+        raise BundleError("engine archive", f"the engine's archive is not a tar: {exc}") from None
+    return sizes, manifest_json
+
+
+def _layers(
+    manifest_json: bytes, sizes: dict[str, tuple[int, str | None]], details: ImageDetails
+) -> tuple[LayerRecord, ...]:
+    try:
+        entries = json.loads(manifest_json)
+        names = [posixpath.normpath(n) for n in entries[0]["Layers"]]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise BundleError(
+            "manifest.json", "the engine's archive has no usable manifest.json"
+        ) from None
+    if len(names) != len(details.diff_ids):
+        raise BundleError("manifest.json", "layer count differs from the image's rootfs")
+    records = []
+    for listed, diff_id in zip(names, details.diff_ids, strict=True):
+        name = listed
+        for _ in range(8):
+            size, link = sizes.get(name, (0, None))
+            if link is None:
+                break
+            name = link
+        if name not in sizes:
+            raise BundleError(listed, "layer named in manifest.json is missing")
+        records.append(LayerRecord(diff_id, size))
+    return tuple(records)
