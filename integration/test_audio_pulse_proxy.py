@@ -190,7 +190,7 @@ def mic(pulse: pulsectl.Pulse) -> Iterator[str]:
 
 RECORD = (
     "parecord --device={dev} /out/{dev}.wav & p=$!; sleep 2; "
-    "if kill $p 2>/dev/null; then echo RUNNING; else wait $p; echo EXIT=$?; fi"
+    "if kill $p 2>/dev/null; then wait $p; echo RUNNING; else wait $p; echo EXIT=$?; fi"
 )
 
 
