@@ -112,7 +112,7 @@ def gc(engine_urls: tuple[str | None, ...] = (None,), base: Path | None = None) 
     Wayland dirs, sockets), instance dirs and empty app cgroups. Safe while apps run."""
     from sandbox.providers.display import collect_instance
     from sandbox.runtime import cgroups
-    from sandbox.runtime.session import app_lock
+    from sandbox.runtime.session import remove_app_cgroup
 
     report = GcReport()
     base = instances.instances_dir(os.geteuid()) if base is None else base
@@ -148,9 +148,8 @@ def gc(engine_urls: tuple[str | None, ...] = (None,), base: Path | None = None) 
 
     try:
         for app_id in cgroups.list_app_cgroups():
-            with app_lock(os.geteuid(), app_id):
-                if cgroups.remove_app_cgroup(app_id):
-                    report.cgroups.append(app_id)
+            if remove_app_cgroup(os.geteuid(), app_id):
+                report.cgroups.append(app_id)
     except SandboxError as exc:
         report.problems.append(str(exc))
     return report

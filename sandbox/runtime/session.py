@@ -8,6 +8,7 @@ import fcntl
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,13 +207,31 @@ class Session:
         self.teardown_problems += self._teardown.run()
 
 
-def _remove_cgroup_if_unused(uid: int, plan: LaunchPlan, facts: HostFacts) -> None:
-    if plan.cgroup_parent.driver is not CgroupDriverName.CGROUPFS:
-        return
+PODMAN_MONITOR_CGROUP = "conmon"  # podman (cgroupfs) puts conmon in <parent>/conmon, never removed
+
+
+def remove_app_cgroup(uid: int, app_id: str) -> bool:
+    """Remove the app's parent cgroup in every hierarchy once no instance uses it."""
     from sandbox.runtime import cgroups
 
-    with app_lock(uid, plan.labels.app_id):
-        cgroups.remove_app_cgroup(plan.labels.app_id, facts.cgroups)
+    dirs = cgroups.app_dirs(app_id, cgroups.host_hierarchies())
+    with app_lock(uid, app_id):
+        # conmon outlives its container by a few ms; wait for it, but never for app processes
+        for _ in range(40):
+            monitors = [os.path.join(d, PODMAN_MONITOR_CGROUP) for d in dirs]
+            for m in monitors:
+                # rmdir refuses (EBUSY) while conmon still runs in it: only an empty one goes
+                with contextlib.suppress(OSError):
+                    os.rmdir(m)
+            if not any(os.path.isdir(m) for m in monitors):
+                break
+            time.sleep(0.025)
+        return cgroups.remove_app_cgroup(app_id)
+
+
+def _remove_cgroup_if_unused(uid: int, plan: LaunchPlan) -> None:
+    if plan.cgroup_parent.driver is CgroupDriverName.CGROUPFS:
+        remove_app_cgroup(uid, plan.labels.app_id)
 
 
 def _pump_in(fd: int, sock: socket.socket) -> None:
@@ -262,7 +281,7 @@ def launch(
 
             with app_lock(os.geteuid(), app_id):
                 cgroups.create_app_cgroup(app_id, plan.limits, facts.cgroups)
-            teardown.push("app cgroup", lambda: _remove_cgroup_if_unused(os.geteuid(), plan, facts))
+            teardown.push("app cgroup", lambda: _remove_cgroup_if_unused(os.geteuid(), plan))
         hostname = hostname_for(app_id)
         ctx = ProviderContext(
             app_id=app_id,

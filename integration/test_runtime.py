@@ -1,0 +1,322 @@
+"""Integration tests of the runtime: real launches on Docker and Podman, cgroups, storage, gc."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import sandbox
+from sandbox.errors import LaunchError
+from sandbox.policy.names import CGROUP_ROOT
+from sandbox.runtime import cgroups, gc, instances
+from sandbox.runtime.docker_adapter import DockerAdapter
+
+APP = "org.sandboxtest.RuntimeApp"
+OTHER = "org.sandboxtest.RuntimeOther"
+SHARED = "org.sandboxtest.RuntimeShared"
+
+
+def _manifest(app_id: str, command: str, limits: str = "") -> str:
+    return (
+        textwrap.dedent(
+            f"""\
+        manifest-version = 1
+        [app]
+        id = "{app_id}"
+        name = "Runtime test"
+        version = "1.0"
+        command = {command}
+        [capabilities.storage]
+        saves = "/data/saves"
+        """
+        )
+        + limits
+    )
+
+
+def _build(engine: str, base: str, tag: str, manifest: str, tmp: Path) -> str:
+    ctx = tmp / tag.replace("/", "_").replace(":", "_")
+    ctx.mkdir()
+    (ctx / "sandbox.toml").write_text(manifest)
+    labels = subprocess.run(
+        [sys.executable, "-m", "sandbox", "manifest", "labels", "--dockerfile", "sandbox.toml"],
+        cwd=ctx, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    (ctx / "Dockerfile").write_text(f"FROM {base}\n{labels}")
+    subprocess.run(
+        [engine, "build", "-q", "-t", tag, "."], cwd=ctx, check=True, capture_output=True
+    )
+    return tag
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    url: str
+    images: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def docker_apps(
+    docker_client_url: str,
+    tools_image: str,
+    base_image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Engine:
+    tmp = tmp_path_factory.mktemp("apps")
+    sh = '["/bin/sh", "-c"]'
+    limits = '[limits]\nmemory = "64M"\npids = 64\n'
+    env = {**os.environ, "DOCKER_HOST": docker_client_url}
+    os.environ.update(env)
+    return Engine(
+        "docker",
+        docker_client_url,
+        {
+            APP: _build("docker", tools_image, "sandbox-test/rt-app", _manifest(APP, sh), tmp),
+            OTHER: _build(
+                "docker", tools_image, "sandbox-test/rt-other", _manifest(OTHER, sh), tmp
+            ),
+            SHARED: _build(
+                "docker", base_image, "sandbox-test/rt-shared", _manifest(SHARED, sh, limits), tmp
+            ),
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def podman_apps(podman_client_url: str, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    tmp = tmp_path_factory.mktemp("podman-apps")
+    tools = os.environ.get("SANDBOX_TEST_TOOLS_IMAGE", "sandbox-test/tools:latest")
+    sh = '["/bin/sh", "-c"]'
+    tag = _build("podman", tools, "sandbox-test/rt-app", _manifest(APP, sh), tmp)
+    return Engine("podman", podman_client_url, {APP: f"localhost/{tag}"})
+
+
+@pytest.fixture(params=["docker", "podman"])
+def engine(request: pytest.FixtureRequest) -> Engine:
+    return request.getfixturevalue(f"{request.param}_apps")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _private_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+
+def run_app(eng: Engine, image: str, script: str) -> tuple[int, str, str]:
+    out, err = io.BytesIO(), io.BytesIO()
+    prepared = sandbox.plan(image, engine_url=eng.url)
+    session = sandbox.launch(prepared, args=(script,), stdio=sandbox.Stdio(stdout=out, stderr=err))
+    code = session.wait()
+    return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+def _wait_for(pred: Callable[[], bool], timeout: float = 10) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
+
+
+def _app_cgroup_dirs(app_id: str) -> list[str]:
+    return [d for d in cgroups.app_dirs(app_id, cgroups.host_hierarchies()) if os.path.exists(d)]
+
+
+def _containers(eng: Engine, app_id: str) -> tuple[object, ...]:
+    return DockerAdapter.from_env(eng.url).containers_with_label("sandbox.app-id", app_id)
+
+
+def test_baseline_inside_the_container(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUDO_UID", "1234")
+    monkeypatch.setenv("SUDO_GID", "1234")
+    script = (
+        "grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; echo uid=$(id -u) gid=$(id -g); "
+        "if (: > /probe) 2>/dev/null; then echo root=writable; else echo root=readonly; fi; "
+        "echo net=$(ls /sys/class/net).; "
+        "grep -c -E 'docker.sock|podman.sock' /proc/self/mountinfo || true"
+    )
+    code, out, _ = run_app(engine, engine.images[APP], script)
+    assert code == 0, out
+    assert "CapEff:\t0000000000000000" in out.splitlines()
+    assert "NoNewPrivs:\t1" in out.splitlines()
+    assert "uid=1234 gid=1234" in out
+    assert "root=readonly" in out
+    assert "net=lo." in out
+    assert out.splitlines()[-1] == "0"  # no engine socket in the mount table
+
+
+def test_every_pid_maps_to_the_app(engine: Engine) -> None:
+    prepared = sandbox.plan(engine.images[APP], engine_url=engine.url)
+    session = sandbox.launch(prepared, args=("sleep 30 & sleep 30 & wait",), stdio=None)
+    try:
+        pids: tuple[int, ...] = ()
+
+        def three() -> bool:
+            nonlocal pids
+            pids = gc.container_pids(APP, session.container_id)
+            return len(pids) >= 3
+
+        _wait_for(three)
+        for pid in pids:
+            ident = sandbox.app_for_pid(pid)
+            assert ident is not None and ident.app_id == APP
+            assert ident.instance_id == session.instance_id
+        assert sandbox.app_for_pid(os.getpid()) is None
+        listed = [i for i in gc.list_running() if i.instance_id == session.instance_id]
+        assert listed and set(pids) <= set(listed[0].pids)
+    finally:
+        session.stop(timeout_s=1)
+        session.wait()
+    assert not _containers(engine, APP)
+    assert not _app_cgroup_dirs(APP)
+
+
+def test_failed_start_leaves_nothing(engine: Engine) -> None:
+    prepared = sandbox.plan(engine.images[APP], engine_url=engine.url)
+    bad = sandbox.Prepared(
+        prepared.image,
+        prepared.manifest,
+        prepared.facts,
+        prepared.plan.__class__(
+            **{**prepared.plan.__dict__, "app": prepared.plan.app.__class__(
+                **{**prepared.plan.app.__dict__, "command": ("/no/such/binary",)})}
+        ),
+        prepared.providers,
+        prepared.engine_url,
+    )  # fmt: skip
+    with pytest.raises(LaunchError):
+        sandbox.launch(bad, stdio=None)
+    assert not _containers(engine, APP)
+    assert not _app_cgroup_dirs(APP)
+    base = instances.instances_dir(os.geteuid())
+    assert not [i for i in instances.list_instances(base) if i.state.app_id == APP]
+    assert not [e for e in os.listdir(base) if e.startswith(instances.PENDING_PREFIX)]
+
+
+def test_saves_persist_and_stay_private(docker_apps: Engine, tmp_path: Path) -> None:
+    eng = docker_apps
+    code, _, err = run_app(eng, eng.images[APP], "echo level-7 > /data/saves/slot1")
+    assert code == 0, err
+    code, out, _ = run_app(eng, eng.images[APP], "cat /data/saves/slot1")
+    assert (code, out) == (0, "level-7\n")
+    host = tmp_path / "data" / "sandbox" / "apps" / APP / "saves" / "slot1"
+    st = host.stat()
+    assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+    assert oct(host.parent.stat().st_mode & 0o777) == "0o700"
+    code, out, _ = run_app(eng, eng.images[OTHER], "ls -A /data/saves; ls -A /data")
+    assert code == 0 and "slot1" not in out
+
+
+def test_two_instances_share_one_memory_limit(docker_apps: Engine) -> None:
+    eng = docker_apps
+    hog = "import time; b = b'x' * (40 << 20); print('ok', flush=True); time.sleep(%d)"
+    # alone, 40 MB fits the 64 MB app limit
+    code, out, _ = run_app(eng, eng.images[SHARED], f'python3 -c "{hog % 0}"')
+    assert (code, out) == (0, "ok\n")
+    first = sandbox.launch(
+        sandbox.plan(eng.images[SHARED], engine_url=eng.url),
+        args=(f'python3 -c "{hog % 20}"',),
+        stdio=None,
+    )
+    try:
+        _wait_for(lambda: _usage(SHARED) > 35 << 20)
+        second = sandbox.launch(
+            sandbox.plan(eng.images[SHARED], engine_url=eng.url),
+            args=(f'python3 -c "{hog % 20}"',),
+            stdio=None,
+        )
+        codes = [second.wait()]
+    finally:
+        first.stop(timeout_s=1)
+        codes.append(first.wait())
+    assert 137 in codes  # the kernel's OOM killer, under the shared parent's limit
+
+
+def _usage(app_id: str) -> int:
+    mount = next(m for m in cgroups.host_hierarchies() if "memory" in m.controllers)
+    with open(os.path.join(mount.path, CGROUP_ROOT, app_id, "memory.usage_in_bytes")) as f:
+        return int(f.read())
+
+
+def test_fork_bomb_stops_at_the_pids_limit(docker_apps: Engine) -> None:
+    eng = docker_apps
+    bomb = (
+        "import os, time\n"
+        "n = 0\n"
+        "for _ in range(300):\n"
+        "    try:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(5); os._exit(0)\n"
+        "        n += 1\n"
+        "    except OSError:\n"
+        "        break\n"
+        "print(n, flush=True)\n"
+    )
+    start = time.monotonic()
+    code, out, _ = run_app(eng, eng.images[SHARED], f"python3 -c '{bomb}'")
+    forked = int(out.split()[0])
+    assert forked < 64  # stopped by the app's pids limit, far below the 300 attempts
+    assert subprocess.run(["true"], timeout=5, check=False).returncode == 0  # the host still forks
+    assert time.monotonic() - start < 30
+    del code
+
+
+def test_sigkilled_launcher_then_gc_leaves_nothing(docker_apps: Engine) -> None:
+    eng = docker_apps
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "run", "--yes", eng.images[APP], "--", "sleep 60"],
+        stdin=subprocess.DEVNULL,
+    )
+    base = instances.instances_dir(os.geteuid())
+
+    def started() -> bool:
+        return any(
+            i.state.app_id == APP and i.state.container_id for i in instances.list_instances(base)
+        ) and bool(_app_cgroup_dirs(APP))
+
+    _wait_for(started)
+    [inst] = [i for i in instances.list_instances(base) if i.state.app_id == APP]
+    _wait_for(lambda: bool(gc.container_pids(APP, inst.state.container_id or "")))
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    report = gc.gc((eng.url,))
+    assert not report.problems
+    assert not _containers(eng, APP)
+    assert not _app_cgroup_dirs(APP)
+    assert not inst.path.exists()
+    assert not [e for e in os.listdir(base) if e.startswith(instances.PENDING_PREFIX)]
+
+
+def test_run_without_tty_needs_yes(docker_apps: Engine) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox", "run", docker_apps.images[APP], "--", "true"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--yes" in proc.stderr
+    assert not _containers(docker_apps, APP)
+
+
+def test_cli_run_forwards_output_and_exit_code(docker_apps: Engine) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox", "run", "-y", APP, "--", "echo out; echo err >&2; exit 7"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (7, "out\n")
+    assert proc.stderr.endswith("err\n")
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers() -> Iterator[None]:
+    yield
+    gc.gc()
