@@ -1,0 +1,108 @@
+"""compile() is pure: plan + grant -> ContainerSpec, baseline intact, clashes refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sandbox.errors import LaunchError
+from sandbox.policy.manifest import AppInfo
+from sandbox.policy.names import LABEL_APP_ID, LABEL_MANAGED
+from sandbox.policy.plan import (
+    CgroupDriverName,
+    CgroupParent,
+    DeviceNode,
+    EnvVar,
+    Labels,
+    LaunchPlan,
+    Limits,
+    Mount,
+    MountKind,
+    NetworkMode,
+    UserSpec,
+    baseline_hardening,
+)
+from sandbox.policy.vocabulary import Capability
+from sandbox.providers.grant import Grant, combine
+from sandbox.runtime.compile import LaunchTarget, compile, hostname_for
+from sandbox.runtime.docker_adapter import create_body
+
+APP_ID = "com.example.Game"
+
+
+def _plan(**changes: object) -> LaunchPlan:
+    plan = LaunchPlan(
+        app=AppInfo(APP_ID, "Game", "1.2", ("/opt/game",)),
+        statuses=(),
+        hardening=baseline_hardening(UserSpec(1000, 1001)),
+        limits=Limits(memory_bytes=512 << 20, cpus=1.5, pids=64),
+        labels=Labels(APP_ID, "1.2"),
+        cgroup_parent=CgroupParent(CgroupDriverName.CGROUPFS, f"/sandbox/{APP_ID}"),
+        env=(EnvVar("SANDBOX_APP_ID", APP_ID),),
+    )
+    return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
+
+
+TARGET = LaunchTarget(image="game:1", launcher="42:7", instance_dir="/run/x", args=("--fast",))
+
+
+def test_baseline_and_limits_reach_the_spec() -> None:
+    spec = compile(_plan(), Grant(), TARGET)
+    assert (spec.uid, spec.gid, spec.user) == (1000, 1001, "1000:1001")
+    assert spec.cap_drop == ("ALL",) and spec.cap_add == ()
+    assert spec.no_new_privileges and spec.read_only_root
+    assert spec.network is NetworkMode.NONE
+    assert spec.cgroup_parent == f"/sandbox/{APP_ID}"
+    assert (spec.memory_bytes, spec.nano_cpus, spec.pids_limit) == (512 << 20, 1_500_000_000, 64)
+    assert spec.command == ("/opt/game", "--fast")
+    assert spec.label(LABEL_APP_ID) == APP_ID and spec.label(LABEL_MANAGED) == "1"
+    assert [m.target for m in spec.mounts] == ["/tmp"]
+
+
+def test_grants_are_merged() -> None:
+    save = Mount("/home/app/save", MountKind.BIND, "/data/saves", read_only=False)
+    node = DeviceNode("/dev/dri/renderD128", 226, 128, Capability.GPU)
+    grant = combine(
+        [
+            Grant(mounts=(save,), env=(EnvVar("DISPLAY", ":1"),), hostname="h"),
+            Grant(devices=(node,), group_ids=(44,)),
+        ]
+    )
+    spec = compile(_plan(), grant, TARGET)
+    assert save in spec.mounts and node in spec.devices
+    assert EnvVar("DISPLAY", ":1") in spec.env and spec.hostname == "h" and spec.group_ids == (44,)
+
+
+@pytest.mark.parametrize(
+    "grant",
+    [
+        Grant(mounts=(Mount("/tmp", MountKind.BIND, "/x"),)),  # over the baseline tmpfs
+        Grant(mounts=(Mount("/run/d", MountKind.BIND, "/var/run/docker.sock"),)),
+        Grant(mounts=(Mount("relative", MountKind.BIND, "/x"),)),
+        Grant(env=(EnvVar("SANDBOX_APP_ID", "other"),)),
+    ],
+)
+def test_clashes_and_forbidden_mounts_are_refused(grant: Grant) -> None:
+    with pytest.raises(LaunchError):
+        compile(_plan(), grant, TARGET)
+
+
+def test_combine_refuses_two_hostnames() -> None:
+    from sandbox.errors import ProviderError
+
+    with pytest.raises(ProviderError):
+        combine([Grant(hostname="a"), Grant(hostname="b")])
+
+
+def test_compile_is_deterministic_and_engine_body_is_hardened() -> None:
+    a, b = compile(_plan(), Grant(), TARGET), compile(_plan(), Grant(), TARGET)
+    assert a == b
+    body = create_body(a)["HostConfig"]
+    assert body["NetworkMode"] == "none" and body["ReadonlyRootfs"] is True
+    assert body["CapDrop"] == ["ALL"] and body["SecurityOpt"] == ["no-new-privileges"]
+    assert body["Privileged"] is False and body["CgroupParent"] == f"/sandbox/{APP_ID}"
+
+
+def test_hostname_is_a_dns_label() -> None:
+    assert hostname_for("com.example.My_Game-2") == "my-game-2"
