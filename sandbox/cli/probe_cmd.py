@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from sandbox.policy.facts import HostFacts, to_jsonable
+from sandbox.policy.gpu_diagnosis import GpuAccess, diagnose_gpu
 
 
 def register(sub: Any) -> None:
@@ -17,6 +18,15 @@ def register(sub: Any) -> None:
 
 def _line(name: str, found: bool, what: str) -> str:
     return f"{name:<9} {'yes' if found else 'no ':<4} {what}"
+
+
+def _gpu_line(facts: HostFacts) -> str:
+    """What `gpu` would give here and, in plain words, why GL may not reach the GPU."""
+    diagnosis = diagnose_gpu(facts)
+    access = ", ".join(str(a) for a in diagnosis.access)
+    text = f"{diagnosis.summary}; access {access}; GL {diagnosis.gl}"
+    text += "".join(f"\n{'':<14} ! {p}" for p in diagnosis.problems)
+    return _line("gpu", GpuAccess.NONE not in diagnosis.access, text)
 
 
 def render_table(facts: HostFacts) -> str:
@@ -49,7 +59,10 @@ def render_table(facts: HostFacts) -> str:
                                or "none")
             + "; gamepads: " + (", ".join(f"{g.node} ({g.name})" for g in dev.gamepads)
                                 or "none")
+            + ("" if dev.udev_properties
+               else "; no udev properties (no udevd): webcams and gamepads cannot be recognised")
         ) if dev.available else str(dev.reason)),
+        _gpu_line(facts),
         _line("cgroups", cg.available, (
             f"{cg.layout}; controllers {', '.join(cg.controllers)}; "
             + ("can create the sandbox parent" if cg.can_create_parent

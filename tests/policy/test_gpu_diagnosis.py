@@ -139,3 +139,13 @@ def test_devices_unlisted_is_software() -> None:
     facts = dataclasses.replace(bare_host(), devices=DeviceFacts(False, "libudev missing"))
     d = diagnose_gpu(facts)
     assert d.gl is GlOutlook.SOFTWARE and "libudev missing" in d.problems[0]
+
+
+def test_probe_table_shows_the_h200_diagnosis() -> None:
+    from sandbox.cli.probe_cmd import render_table
+
+    table = render_table(h200_host())
+    (gpu_line,) = [line for line in table.splitlines() if line.startswith("gpu ")]
+    assert "NVIDIA driver 580.159.04" in gpu_line and "nvidia-nodes" in gpu_line
+    assert "matching driver 580.159.04" in table
+    assert "no udevd" in table
