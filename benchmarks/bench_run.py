@@ -1,0 +1,48 @@
+"""`sandbox run --yes` of a trivial app vs `docker run --rm` with the same flags and image."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+# Both sides start from the real interpreter / binary path (sys.executable, not a pyenv shim),
+# so neither pays for a shim's own start-up.
+
+
+def _time(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("image", help="an app image with a sandbox manifest whose command is sh -c")
+    p.add_argument("--runs", type=int, default=10)
+    opts = p.parse_args()
+    sandbox_cmd = [sys.executable, "-m", "sandbox", "run", "--yes", opts.image, "--", "true"]
+    docker_cmd = [
+        "docker", "run", "--rm", "--user", "0:0", "--network", "none", "--read-only",
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--ipc", "private",
+        "--tmpfs", "/tmp:size=256m", "--memory", "2g", "--memory-swap", "2g", "--cpus", "2",
+        "--pids-limit", "1024", "--cgroup-parent", "/sandbox-bench/org.example.Bench",
+        "--entrypoint", "/bin/sh", opts.image, "-c", "true",
+    ]  # fmt: skip
+    for cmd in (sandbox_cmd, docker_cmd):
+        _time(cmd)  # warm caches
+    ours, theirs = [], []
+    for _ in range(opts.runs):  # interleaved, so drift hits both sides alike
+        ours.append(_time(sandbox_cmd))
+        theirs.append(_time(docker_cmd))
+    a, b = statistics.median(ours), statistics.median(theirs)
+    print(f"sandbox run --yes : median {a * 1000:.0f} ms  (min {min(ours) * 1000:.0f})")
+    print(f"docker run --rm   : median {b * 1000:.0f} ms  (min {min(theirs) * 1000:.0f})")
+    print(f"ratio             : {a / b:.2f}  (goal <= 1.00)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
