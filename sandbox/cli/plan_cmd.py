@@ -8,12 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.cli.manifest_cmd import load_target
-from sandbox.config.catalog import load_catalog
-from sandbox.config.layers import load_override, load_site_policy
-from sandbox.policy import engine
-from sandbox.policy.layers import BUILTIN_DEFAULTS, merge
 from sandbox.policy.review import plan_json, review_json, review_text
 from sandbox.probes import probe_host
+from sandbox.runtime.planning import plan_for
 
 
 def register(sub: Any) -> None:
@@ -34,11 +31,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     manifest = load_target(args.target, args.docker_host)
-    catalog = load_catalog()
-    site = load_site_policy(args.site_policy)
-    override = load_override(manifest.app.id, args.overrides)
-    policy = merge(BUILTIN_DEFAULTS, manifest, site, override, catalog=catalog)
-    launch_plan = engine.plan(policy, probe_host(), catalog=catalog)
+    launch_plan = plan_for(
+        manifest, probe_host(), site_policy=args.site_policy, overrides=args.overrides
+    )
     if args.json:
         out = {"review": review_json(launch_plan), "plan": plan_json(launch_plan)}
         print(json.dumps(out, indent=2))
