@@ -15,8 +15,11 @@ EXIT_USAGE = 2  # bad input: malformed manifest, unknown capability, bad path, h
 
 def build_parser() -> argparse.ArgumentParser:
     from sandbox.cli import (
+        apps_cmd,
         attribute_cmd,
         data_cmd,
+        export_cmd,
+        install_cmd,
         instances_cmd,
         manifest_cmd,
         override_cmd,
@@ -38,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         run_cmd,
         instances_cmd,
         data_cmd,
+        export_cmd,
+        install_cmd,
+        apps_cmd,
     ):
         module.register(sub)
     return parser

@@ -1,0 +1,138 @@
+"""`sandbox install FILE [--yes] [--edit] [--gui]`: review a bundle's permissions, then install."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandbox.distribution.install import InstallPreview
+    from sandbox.runtime.docker_adapter import DockerAdapter
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "install",
+        help="review a .sbx bundle's permissions and install it (menu entry, icon)",
+        description="Verify FILE without loading it, show what the app would get on this host "
+        "grouped by risk, ask, then load the image and add a menu entry. Installing the same "
+        "image again does nothing; another version is an update, which asks again only when "
+        "it wants more. Exit 2 on a bad or hostile bundle, 1 when you decline.",
+    )
+    p.add_argument("file", metavar="FILE", type=Path)
+    p.add_argument("--yes", "-y", action="store_true", help="agree without asking (scripts)")
+    p.add_argument(
+        "--edit", action="store_true", help="choose permissions to revoke before installing"
+    )
+    p.add_argument("--gui", action="store_true", help="ask in a window (the double-click path)")
+    p.add_argument("--docker-host", metavar="URL", help="engine to load the image into")
+    p.add_argument("--site-policy", metavar="DIR", type=Path, help="site policy dir to use")
+    p.add_argument("--overrides", metavar="DIR", type=Path, help="user override dir to use")
+    p.set_defaults(handler=run)
+
+
+def _ask(question: str, default: bool) -> bool:
+    sys.stderr.write(f"{question} [{'Y/n' if default else 'y/N'}] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not answer:
+        return False  # EOF: no one agreed
+    text = answer.strip().lower()
+    return default if not text else text in ("y", "yes")
+
+
+def _edit(preview: InstallPreview, args: argparse.Namespace) -> tuple[InstallPreview, Any]:
+    """Ask per permission; returns the replanned preview and the override to write on consent."""
+    from sandbox.config.layers import load_override
+    from sandbox.distribution.install import replan
+    from sandbox.distribution.installed import consented
+    from sandbox.policy.vocabulary import permission_sort_key
+
+    app_id = preview.bundle.header.manifest.app.id
+    override = load_override(app_id, args.overrides)
+    for p in sorted(consented(preview.plan), key=permission_sort_key):
+        status = preview.plan.status(p)
+        title = status.title if status else str(p)
+        if not _ask(f"Allow {title} ({p})?", True):
+            override = override.with_revoke(p)
+    return replan(preview, override, site_policy=args.site_policy), override
+
+
+def run(args: argparse.Namespace) -> int:
+    from sandbox.cli import EXIT_USAGE
+    from sandbox.cli._progress import ProgressBar
+    from sandbox.distribution.install import InstallAction, preview_install
+    from sandbox.distribution.installed import default_data_home
+    from sandbox.policy.review import review_text
+    from sandbox.runtime.docker_adapter import DockerAdapter
+
+    if not args.file.is_file():
+        print(f"sandbox: error: {args.file}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    data_home = default_data_home()
+    with DockerAdapter.from_env(args.docker_host) as adapter:
+        if args.gui:
+            from sandbox.cli.install_gui import run_gui
+
+            code: int = run_gui(args, adapter, data_home)
+            return code
+        bar = ProgressBar("verifying")
+        try:
+            preview = preview_install(
+                args.file,
+                adapter,
+                data_home,
+                site_policy=args.site_policy,
+                overrides=args.overrides,
+                progress=bar,
+            )
+        finally:
+            bar.finish()
+        app = preview.bundle.header.manifest.app
+        if preview.action is InstallAction.SAME:
+            print(f"{app.id} {app.version} is already installed; nothing to do")
+            return 0
+        override = None
+        if preview.needs_consent:
+            print(review_text(preview.plan), end="")
+            if preview.previous is not None:
+                print(f"\nUpdate of {app.id} from {preview.previous.version} to {app.version}")
+                added = ", ".join(str(p) for p in preview.new_permissions)
+                print(f"This version asks for more: {added}")
+            if args.edit:
+                preview, override = _edit(preview, args)
+                print(review_text(preview.plan), end="")
+            if not args.yes and not _ask(f"Install {app.name} {app.version}?", False):
+                print("cancelled; nothing was installed")
+                return 1
+        elif preview.previous is not None:
+            print(
+                f"Updating {app.id} from {preview.previous.version} to {app.version} "
+                "(it asks for nothing new)"
+            )
+        if override is not None:
+            from sandbox.config.layers import write_override
+
+            write_override(override, args.overrides)
+        return _commit(preview, adapter, data_home)
+
+
+def _commit(preview: InstallPreview, adapter: DockerAdapter, data_home: Path) -> int:
+    from sandbox.cli._progress import ProgressBar
+    from sandbox.distribution.install import commit_install
+
+    bar = ProgressBar("loading")
+    try:
+        result = commit_install(preview, adapter, data_home, progress=bar)
+    finally:
+        bar.finish()
+    app = result.app
+    print(f"installed {app.app_id} {app.version} (image {app.image_id[:19]})")
+    print(f"menu entry: {result.files.desktop}")
+    if result.removed_image:
+        print(f"removed the previous image {result.removed_image[:19]}")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0

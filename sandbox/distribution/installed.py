@@ -1,0 +1,182 @@
+"""Installed-app records under $XDG_DATA_HOME/sandbox/installed/<app-id>.json; no engine calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from sandbox.errors import BundleError, ManifestError, PolicyError
+from sandbox.policy import names
+from sandbox.policy.layers import implied
+from sandbox.policy.manifest import Manifest, dump_manifest, parse_manifest
+from sandbox.policy.plan import GrantState, LaunchPlan
+from sandbox.policy.vocabulary import Permission, parse_permission, permission_sort_key
+
+RECORD_VERSION: Final = 1
+INSTALLED_DIR: Final = Path("sandbox") / "installed"
+MAX_RECORD_BYTES: Final = 256 * 1024
+# What the user agreed to: a grant the host cannot serve today (no webcam plugged in) was still
+# consented to, so it does not ask again once the device appears.
+CONSENTED_STATES: Final = frozenset(
+    {GrantState.GRANTED, GrantState.UNAVAILABLE, GrantState.FALLBACK_UNUSED}
+)
+
+
+@dataclass(frozen=True)
+class InstalledApp:
+    app_id: str
+    version: str
+    image_id: str  # sha256:<hex>; what `sandbox run APP-ID` should start
+    tags: tuple[str, ...]  # the names the bundle gave the image
+    manifest: Manifest
+    granted: frozenset[Permission]  # consented to at install (or at the last update)
+    installed_at: str  # ISO 8601, UTC
+    bundle_sha256: str
+    desktop_file: str | None = None
+    icon_file: str | None = None
+
+    def uncovered(
+        self, plan_or_granted: LaunchPlan | Iterable[Permission]
+    ) -> tuple[Permission, ...]:
+        """Permissions a plan would give that were not consented to at install: ask if any."""
+        wanted = (
+            consented(plan_or_granted)
+            if isinstance(plan_or_granted, LaunchPlan)
+            else frozenset(plan_or_granted)
+        )
+        covered = set(self.granted)
+        for p in self.granted:
+            covered |= implied(p, None)
+        return tuple(sorted(wanted - covered, key=permission_sort_key))
+
+
+def consented(plan: LaunchPlan) -> frozenset[Permission]:
+    """The permissions a user agrees to when accepting this plan's review."""
+    return frozenset(s.permission for s in plan.statuses if s.state in CONSENTED_STATES)
+
+
+def default_data_home(env: Mapping[str, str] | None = None) -> Path:
+    """The invoking user's $XDG_DATA_HOME (under sudo: that user's, as the runtime does)."""
+    from sandbox.probes import user
+    from sandbox.runtime.planning import invoking_user
+
+    environ = os.environ if env is None else env
+    facts = invoking_user(user.probe(environ), environ)
+    return Path(facts.data_home or Path.home() / ".local" / "share")
+
+
+def record_path(app_id: str, data_home: Path) -> Path:
+    return data_home / INSTALLED_DIR / f"{names.check_app_id(app_id)}.json"
+
+
+def dump_record(app: InstalledApp) -> dict[str, Any]:
+    return {
+        "record-version": RECORD_VERSION,
+        "app-id": app.app_id,
+        "version": app.version,
+        "image-id": app.image_id,
+        "tags": list(app.tags),
+        "manifest": dump_manifest(app.manifest),
+        "granted": sorted(str(p) for p in app.granted),
+        "installed-at": app.installed_at,
+        "bundle-sha256": app.bundle_sha256,
+        "desktop-file": app.desktop_file,
+        "icon-file": app.icon_file,
+    }
+
+
+def parse_record(doc: Any, source: str) -> InstalledApp:
+    try:
+        if not isinstance(doc, dict) or doc.get("record-version") != RECORD_VERSION:
+            raise BundleError(source, f"not an installed-app record of version {RECORD_VERSION}")
+        manifest = parse_manifest(doc["manifest"])
+        app = InstalledApp(
+            app_id=str(doc["app-id"]),
+            version=str(doc["version"]),
+            image_id=str(doc["image-id"]),
+            tags=tuple(str(t) for t in doc["tags"]),
+            manifest=manifest,
+            granted=frozenset(parse_permission(str(p)) for p in doc["granted"]),
+            installed_at=str(doc["installed-at"]),
+            bundle_sha256=str(doc["bundle-sha256"]),
+            desktop_file=doc.get("desktop-file"),
+            icon_file=doc.get("icon-file"),
+        )
+    except (KeyError, TypeError) as exc:
+        raise BundleError(source, f"record lacks or mistypes {exc}") from None
+    except (ManifestError, PolicyError) as exc:
+        raise BundleError(source, f"record is invalid: {exc}") from None
+    if app.app_id != manifest.app.id:
+        raise BundleError(source, f"app-id {app.app_id!r} differs from its manifest's")
+    return app
+
+
+def load_installed(app_id: str, data_home: Path | None = None) -> InstalledApp | None:
+    """The record of `app_id`, or None when it is not installed."""
+    path = record_path(app_id, data_home or default_data_home())
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_RECORD_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BundleError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_RECORD_BYTES:
+        raise BundleError(str(path), f"larger than {MAX_RECORD_BYTES} bytes")
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(str(path), f"invalid JSON: {exc}") from None
+    app = parse_record(doc, str(path))
+    if app.app_id != app_id:
+        raise BundleError(str(path), f"holds {app.app_id!r}, not {app_id!r}")
+    return app
+
+
+def list_installed(data_home: Path | None = None) -> tuple[InstalledApp, ...]:
+    """Every installed app, sorted by id; files that are not records are skipped."""
+    directory = (data_home or default_data_home()) / INSTALLED_DIR
+    try:
+        names_found = sorted(p.stem for p in directory.glob("*.json"))
+    except OSError:
+        return ()
+    apps = []
+    for app_id in names_found:
+        if not names.is_valid_app_id(app_id):
+            continue
+        app = load_installed(app_id, data_home or default_data_home())
+        if app is not None:
+            apps.append(app)
+    return tuple(apps)
+
+
+def save_installed(app: InstalledApp, data_home: Path) -> Path:
+    """Write the record atomically (a crash leaves the old one or the new one)."""
+    path = record_path(app.app_id, data_home)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(dump_record(app), f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_installed(app_id: str, data_home: Path) -> bool:
+    path = record_path(app_id, data_home)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
