@@ -28,6 +28,8 @@ class ProgressBar:
             self._draw()
 
     def _draw(self) -> None:
+        if self._state is None:
+            return
         done, total = self._state
         frac = done / total if total > 0 else 1.0
         bar = "#" * int(frac * _WIDTH)
