@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import time
@@ -27,6 +29,8 @@ APP_UID = 1000
 APP_ID = "com.example.Game"
 SINK = "test_null"
 FIXTURE = Path(__file__).resolve().parent.parent / "tests/providers/pulse/fixtures/paplay.bin"
+PROBES = Path(__file__).resolve().parent / "probes"
+STORM_SECONDS = 4
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +181,7 @@ def test_playback_reaches_the_sink_with_host_identity(
     assert seen, "the container's stream appeared on the host server"
     assert props["application.name"] == "Example Game"
     assert host_comm == "paplay", "application.process.id is a HOST pid of the container's paplay"
-    assert container_id in host_cgroup
+    assert container_id is not None and container_id in host_cgroup
     assert _peak(rec_path) > 1000, "the host recorded the tone from the sink's monitor"
 
 
@@ -295,3 +299,127 @@ def test_garbage_clients_leave_others_undisturbed(
             if p.poll() is None:
                 p.kill()
         proxy.stop()
+
+
+def _tone(path: Path, seconds: float) -> str:
+    subprocess.run(
+        ["sox", "-n", "-r", "44100", "-c", "2", str(path), "synth", str(seconds), "sine", "440"],
+        check=True,
+    )
+    return str(path)
+
+
+def _streams_of(pulse: pulsectl.Pulse, pids: dict[str, int]) -> dict[str, Any]:
+    """name -> sink input of the process with that pid (application.process.id is the host pid)."""
+    by_pid = {si.proplist.get("application.process.id"): si for si in pulse.sink_input_list()}
+    return {name: by_pid[str(pid)] for name, pid in pids.items() if str(pid) in by_pid}
+
+
+def test_hostile_container_leaves_server_and_other_clients_playing(
+    client: docker.DockerClient,
+    base_image: str,
+    pulse_server: PulseServer,
+    pulse: pulsectl.Pulse,
+    workdir: Path,
+) -> None:
+    """Random, mutated, oversized and truncated frames, and garbage after a valid AUTH, sent from
+    inside a hardened container, cost only the hostile connections."""
+    proxy = _proxy(pulse_server, workdir, record=False)
+    capture = workdir / "capture"
+    capture.mkdir(mode=0o755)
+    shutil.copy(FIXTURE, capture / "session.bin")
+    (capture / "session.bin").chmod(0o644)
+    tone = _tone(workdir / "long.wav", STORM_SECONDS + 5)
+    env_direct = dict(os.environ, PULSE_SERVER=pulse_server.server)
+    env_proxy = dict(
+        os.environ,
+        PULSE_SERVER=f"unix:{workdir / 'pulse/native'}",
+        PULSE_CLIENTCONFIG=str(workdir / "pulse/client.conf"),
+    )
+    players = {
+        "direct": subprocess.Popen(["paplay", f"--device={SINK}", tone], env=env_direct),
+        "proxied": subprocess.Popen(["paplay", f"--device={SINK}", tone], env=env_proxy),
+    }
+    pids = {name: p.pid for name, p in players.items()}
+    container = None
+    try:
+        deadline = time.monotonic() + 5
+        streams = _streams_of(pulse, pids)
+        while len(streams) < len(pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            streams = _streams_of(pulse, pids)
+        assert set(streams) == set(pids), "both players have a sink input before the storm"
+        indexes = {name: si.index for name, si in streams.items()}
+        container = client.containers.run(
+            base_image,
+            [
+                "python3",
+                "-B",
+                "/probe/pulse_storm.py",
+                "/run/sandbox/pulse/native",
+                "/capture/session.bin",
+                str(STORM_SECONDS),
+                "20240611",
+            ],
+            detach=True,
+            user=f"{APP_UID}:{APP_UID}",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            network_mode="none",
+            read_only=True,
+            mounts=[
+                Mount("/run/sandbox/pulse", str(workdir / "pulse"), "bind"),
+                Mount("/probe", str(PROBES), "bind", read_only=True),
+                Mount("/capture", str(capture), "bind", read_only=True),
+            ],
+        )
+        # While the storm runs: the same two sink inputs, playing, and a server that answers.
+        samples = 0
+        info_ok = 0
+        while container.status != "exited" or samples == 0:
+            now = _streams_of(pulse, pids)
+            assert {n: si.index for n, si in now.items()} == indexes, "a player lost its stream"
+            assert not any(si.corked for si in now.values()), "a player was corked"
+            assert all(p.poll() is None for p in players.values()), "a player ended early"
+            info = subprocess.run(
+                ["pactl", "info"], env=env_direct, capture_output=True, timeout=5, check=False
+            )
+            info_ok += info.returncode == 0 and b"Server Name" in info.stdout
+            samples += 1
+            time.sleep(0.2)
+            container.reload()
+        status = container.wait(timeout=15)
+        logs = container.logs().decode()
+        assert int(status["StatusCode"]) == 0, logs
+        report = json.loads(logs.strip().splitlines()[-1])
+        for name, player in players.items():
+            assert player.wait(STORM_SECONDS + 10) == 0, f"{name} player did not finish cleanly"
+        after = subprocess.run(
+            ["paplay", f"--device={SINK}", _tone(workdir / "short.wav", 0.3)],
+            env=env_proxy,
+            timeout=10,
+            check=False,
+        )
+    finally:
+        if container is not None:
+            container.remove(force=True)
+        for p in players.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        proxy.stop()
+    assert samples >= 5 and info_ok == samples, "pactl info answered throughout the storm"
+    assert set(report["kinds"]) >= {
+        "random-bytes",
+        "random-frames",
+        "mutated",
+        "oversized",
+        "truncated",
+        "auth-then-garbage",
+        "ready-then-garbage",
+    }
+    assert report["connections"] >= 20 and report["refused_connect"] == 0, report
+    assert report["auth_replies"] > 0, "valid AUTHs reached the server through the proxy"
+    assert report["closed_by_proxy"] > 0 and proxy.closed_for_violation > 0, report
+    assert after.returncode == 0, "a new proxy client still plays after the storm"
+    assert pulse.server_info().server_name
