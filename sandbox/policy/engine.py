@@ -281,10 +281,12 @@ def _devices_missing(facts: HostFacts) -> str | None:
 
 
 def _gpu(facts: HostFacts) -> _Outcome:
-    missing = _devices_missing(facts)
-    if missing:
-        return _unavailable(missing)
     d = facts.devices
+    missing = _devices_missing(facts)
+    # NVIDIA nodes are found in /dev without udev (seen on an H200 host without pyudev), so a
+    # broken udev hides render nodes but not them.
+    if missing and not d.nvidia.nodes:
+        return _unavailable(missing)
     if not d.gpus and not d.nvidia.nodes:
         return _unavailable("no GPU found on this host")
     nodes = [DeviceNode(g.node, g.major, g.minor, Capability.GPU) for g in d.gpus]

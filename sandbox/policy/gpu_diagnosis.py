@@ -69,7 +69,12 @@ def diagnose_gpu(facts: HostFacts, *, untrusted_x11_only: bool = False) -> GpuDi
     d = facts.devices
     version = d.nvidia.driver_version
     problems: list[str] = []
-    if not d.available:
+    if not d.available and d.nvidia.nodes:
+        problems.append(
+            f"devices could not be listed ({d.reason or 'unknown'}): DRM render nodes are "
+            "unknown; the NVIDIA nodes were found in /dev directly"
+        )
+    elif not d.available:
         problems.append(
             f"devices could not be listed ({d.reason or 'unknown'}): "
             "GL will fall back to software rendering (llvmpipe)"

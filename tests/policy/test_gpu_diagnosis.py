@@ -149,3 +149,23 @@ def test_probe_table_shows_the_h200_diagnosis() -> None:
     assert "NVIDIA driver 580.159.04" in gpu_line and "nvidia-nodes" in gpu_line
     assert "matching driver 580.159.04" in table
     assert "no udevd" in table
+
+
+def test_h200_without_pyudev_still_grants_the_nvidia_nodes() -> None:
+    """As seen on the real H200 host: no pyudev there, yet /dev/nvidia* are found directly."""
+    base = h200_host()
+    facts = dataclasses.replace(
+        base,
+        devices=dataclasses.replace(
+            base.devices, available=False, reason="pyudev cannot load libudev"
+        ),
+    )
+    plan = make_plan(manifest(gpu=True, gamepad=True), facts)
+    gpu = plan.status(Capability.GPU)
+    assert gpu is not None and gpu.state is GrantState.GRANTED
+    assert {d.path for d in plan.devices} == {n.node for n in H200_NODES}
+    pad = plan.status(Capability.GAMEPAD)
+    assert pad is not None and pad.state is GrantState.UNAVAILABLE
+    d = diagnose_gpu(facts)
+    assert d.access == (GpuAccess.NVIDIA_NODES,) and d.gl is GlOutlook.IMAGE_LIBRARIES
+    assert any("render nodes are unknown" in p for p in d.problems)
