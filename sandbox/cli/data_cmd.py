@@ -23,10 +23,8 @@ def register(sub: Any) -> None:
 
 def _data_home() -> Path:
     from sandbox.probes import user
-    from sandbox.runtime.planning import invoking_user
 
-    facts = invoking_user(user.probe(os.environ))
-    return Path(facts.data_home or Path.home() / ".local" / "share")
+    return Path(user.data_home(os.environ))
 
 
 def run(args: argparse.Namespace) -> int:

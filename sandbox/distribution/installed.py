@@ -63,11 +63,8 @@ def consented(plan: LaunchPlan) -> frozenset[Permission]:
 def default_data_home(env: Mapping[str, str] | None = None) -> Path:
     """The invoking user's $XDG_DATA_HOME (under sudo: that user's, as the runtime does)."""
     from sandbox.probes import user
-    from sandbox.runtime.planning import invoking_user
 
-    environ = os.environ if env is None else env
-    facts = invoking_user(user.probe(environ), environ)
-    return Path(facts.data_home or Path.home() / ".local" / "share")
+    return Path(user.data_home(os.environ if env is None else env))
 
 
 def record_path(app_id: str, data_home: Path) -> Path:

@@ -180,6 +180,7 @@ class UserFacts:
     config_home: str | None = None  # XDG_CONFIG_HOME
     cache_home: str | None = None  # XDG_CACHE_HOME
     group_ids: tuple[tuple[str, int], ...] = ()  # host gids of render, video, input, audio
+    via_sudo: bool = False  # root launched us for this user through sudo (SUDO_UID/SUDO_GID)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -51,33 +52,61 @@ def _collect(slot: _Slot, kind: type[T], fallback: Callable[[str], T], deadline:
     return slot.result
 
 
+class Resource(enum.StrEnum):
+    """The probes by the HostFacts field each fills."""
+
+    DOCKER = "docker"
+    X11 = "x11"
+    WAYLAND = "wayland"
+    AUDIO = "audio"
+    DEVICES = "devices"
+    CGROUPS = "cgroups"
+    USER = "user"
+
+
+ALWAYS = frozenset({Resource.DOCKER, Resource.CGROUPS, Resource.USER})  # every launch needs them
+NOT_REQUESTED = "not requested by this app"
+
+
 def probe_host(
-    env: Mapping[str, str] | None = None, timeout: float = PROBE_TIMEOUT_S
+    env: Mapping[str, str] | None = None,
+    timeout: float = PROBE_TIMEOUT_S,
+    only: frozenset[Resource] | None = None,
 ) -> HostFacts:
-    """Run every probe concurrently; each gets at most `timeout` seconds."""
+    """Run the probes concurrently, each bounded by `timeout` seconds.
+
+    With `only`, the other resources (but docker, cgroups and user, which every launch needs)
+    are not probed and read as unavailable with the reason "not requested by this app".
+    """
     import time
 
     from sandbox.probes import cgroups, devices, docker, pulse, user, wayland, x11
 
     environ: Mapping[str, str] = dict(os.environ if env is None else env)
-    slots = {
-        "docker": _Slot(lambda: docker.probe(environ, timeout)),
-        "x11": _Slot(lambda: x11.probe(environ, timeout)),
-        "wayland": _Slot(lambda: wayland.probe(environ, timeout)),
-        "audio": _Slot(lambda: pulse.probe(environ, timeout)),
-        "devices": _Slot(lambda: devices.probe(environ)),
-        "cgroups": _Slot(lambda: cgroups.probe(environ)),
-        "user": _Slot(lambda: user.probe(environ)),
+    runs: dict[Resource, tuple[Callable[[], object], type, Callable[[str], object]]] = {
+        Resource.DOCKER: (lambda: docker.probe(environ, timeout), DockerFacts, _off(DockerFacts)),
+        Resource.X11: (lambda: x11.probe(environ, timeout), X11Facts, _off(X11Facts)),
+        Resource.WAYLAND: (
+            lambda: wayland.probe(environ, timeout), WaylandFacts, _off(WaylandFacts)
+        ),
+        Resource.AUDIO: (lambda: pulse.probe(environ, timeout), AudioFacts, _off(AudioFacts)),
+        Resource.DEVICES: (lambda: devices.probe(environ), DeviceFacts, _off(DeviceFacts)),
+        Resource.CGROUPS: (lambda: cgroups.probe(environ), CgroupFacts, _off(CgroupFacts)),
+        Resource.USER: (lambda: user.probe(environ), UserFacts, _off(UserFacts)),
     }
+    wanted = set(Resource) if only is None else set(only) | ALWAYS
+    slots = {r: _Slot(runs[r][0]) for r in Resource if r in wanted}
     for slot in slots.values():
         slot.thread.start()
     deadline = time.monotonic() + timeout
-    return HostFacts(
-        docker=_collect(slots["docker"], DockerFacts, lambda r: DockerFacts(False, r), deadline),
-        x11=_collect(slots["x11"], X11Facts, lambda r: X11Facts(False, r), deadline),
-        wayland=_collect(slots["wayland"], WaylandFacts, lambda r: WaylandFacts(False, r), deadline),
-        audio=_collect(slots["audio"], AudioFacts, lambda r: AudioFacts(False, r), deadline),
-        devices=_collect(slots["devices"], DeviceFacts, lambda r: DeviceFacts(False, r), deadline),
-        cgroups=_collect(slots["cgroups"], CgroupFacts, lambda r: CgroupFacts(False, r), deadline),
-        user=_collect(slots["user"], UserFacts, lambda r: UserFacts(False, r), deadline),
-    )
+    found: dict[str, object] = {}
+    for r in Resource:
+        _, kind, fallback = runs[r]
+        found[r.value] = (
+            _collect(slots[r], kind, fallback, deadline) if r in slots else fallback(NOT_REQUESTED)
+        )
+    return HostFacts(**found)  # type: ignore[arg-type]
+
+
+def _off(kind: Callable[[bool, str], T]) -> Callable[[str], T]:
+    return lambda reason: kind(False, reason)

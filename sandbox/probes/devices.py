@@ -102,7 +102,7 @@ def to_records(devices: Iterable[UdevDeviceLike]) -> list[UdevRecord]:
 
 def _enumerate_udev() -> Iterator[UdevDeviceLike]:
     # Imported here so that a host without pyudev/libudev still gets the other probes' facts.
-    import pyudev  # noqa: PLC0415
+    import pyudev
 
     context = pyudev.Context()
     for subsystem in SUBSYSTEMS:

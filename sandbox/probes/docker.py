@@ -217,7 +217,7 @@ def parse_engine(
 
 
 def _connection(endpoint: Endpoint, deadline: Deadline) -> http.client.HTTPConnection:
-    import http.client  # noqa: PLC0415  (30 ms: only when an endpoint exists)
+    import http.client
 
     class UnixHTTPConnection(http.client.HTTPConnection):
         def __init__(self, path: str, timeout: float) -> None:
@@ -264,7 +264,7 @@ def _get_json(conn: http.client.HTTPConnection, path: str, deadline: Deadline) -
 
 def query(endpoint: Endpoint, deadline: Deadline) -> DockerFacts:
     """GET /version and /info on one keep-alive connection; every failure becomes a fact."""
-    import http.client  # noqa: PLC0415  (30 ms: only when an endpoint exists)
+    import http.client
 
     def missing(reason: str) -> DockerFacts:
         return DockerFacts(False, reason, endpoint=endpoint.url, source=endpoint.source)

@@ -92,7 +92,7 @@ class _RefusedError(Exception):
 
 
 def _server_info(path: str, connect_timeout: float) -> ServerInfo:
-    import pulsectl  # noqa: PLC0415  (40 ms and libpulse: only when a socket exists)
+    import pulsectl
 
     class Pulse(pulsectl.Pulse):  # type: ignore[misc]
         # pulsectl 24.12's connect(timeout=) keeps polling until the deadline even after the

@@ -36,8 +36,13 @@ def user_facts(
     env: Mapping[str, str],
     is_dir: Callable[[str], bool],
     group_ids: tuple[tuple[str, int], ...],
+    *,
+    via_sudo: bool = False,
 ) -> UserFacts:
     """UserFacts from an account, the environment and the host's device groups (pure)."""
+    if via_sudo:
+        # HOME and XDG_* still describe root under sudo; the user's own dirs come from passwd.
+        env = {}
     # The login's HOME wins over the passwd entry, as every XDG library does.
     home = env.get("HOME") or account.home
     runtime_dir: str | None = env.get("XDG_RUNTIME_DIR") or None
@@ -55,11 +60,23 @@ def user_facts(
         config_home=_xdg(env, "XDG_CONFIG_HOME", home, ".config"),
         cache_home=_xdg(env, "XDG_CACHE_HOME", home, ".cache"),
         group_ids=group_ids,
+        via_sudo=via_sudo,
     )
 
 
-def _account() -> Account:
-    uid, gid = os.getuid(), os.getgid()
+def sudo_ids(uid: int, env: Mapping[str, str]) -> tuple[int, int] | None:
+    """The invoking user's ids when root runs us through sudo (SUDO_UID/SUDO_GID), else None.
+
+    Apps run as the human behind the launch, never as root only because the launcher needs
+    root for the engine socket and the app cgroups.
+    """
+    sudo_uid, sudo_gid = env.get("SUDO_UID", ""), env.get("SUDO_GID", "")
+    if uid != 0 or not (sudo_uid.isdigit() and sudo_gid.isdigit()) or int(sudo_uid) == 0:
+        return None
+    return int(sudo_uid), int(sudo_gid)
+
+
+def _account(uid: int, gid: int) -> Account:
     try:
         entry = pwd.getpwuid(uid)
     except KeyError:  # a uid without a passwd entry, common in containers
@@ -78,5 +95,15 @@ def _device_groups() -> tuple[tuple[str, int], ...]:
 
 
 def probe(env: Mapping[str, str]) -> UserFacts:
-    """Facts about the user running the sandbox."""
-    return user_facts(_account(), env, os.path.isdir, _device_groups())
+    """Facts about the user the apps run as: the invoking user (the sudo caller under sudo)."""
+    sudo = sudo_ids(os.getuid(), env)
+    uid, gid = sudo if sudo is not None else (os.getuid(), os.getgid())
+    return user_facts(
+        _account(uid, gid), env, os.path.isdir, _device_groups(), via_sudo=sudo is not None
+    )
+
+
+def data_home(env: Mapping[str, str]) -> str:
+    """The invoking user's $XDG_DATA_HOME (under sudo: that user's): saves, app records."""
+    facts = probe(env)
+    return facts.data_home or os.path.join(os.path.expanduser("~"), ".local", "share")

@@ -146,7 +146,7 @@ def handshake(
 
 
 def _open_xlib(name: str) -> Extensions:
-    from Xlib import display as xdisplay  # noqa: PLC0415  (45 ms: only when a display answers)
+    from Xlib import display as xdisplay
 
     d = xdisplay.Display(name)
     try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from pathlib import Path
 
 from sandbox.policy.facts import HostFacts
@@ -15,10 +13,8 @@ from sandbox.runtime.session import prepare as _prepare
 def probe() -> HostFacts:
     """Every host fact (engine, displays, audio, devices, cgroups, user), time-bounded."""
     from sandbox.probes import probe_host
-    from sandbox.runtime.planning import invoking_user
 
-    facts = probe_host()
-    return dataclasses.replace(facts, user=invoking_user(facts.user, os.environ))
+    return probe_host()
 
 
 def plan(

@@ -59,3 +59,19 @@ def test_probe_reports_this_process_and_existing_device_groups() -> None:
             except KeyError:
                 continue
             raise AssertionError(f"group {name} exists but was not reported")
+
+
+def test_sudo_names_the_invoking_user_not_root() -> None:
+    assert user.sudo_ids(0, {"SUDO_UID": "1000", "SUDO_GID": "1000"}) == (1000, 1000)
+    assert user.sudo_ids(1000, {"SUDO_UID": "1001", "SUDO_GID": "1001"}) is None  # not root
+    assert user.sudo_ids(0, {"SUDO_UID": "0", "SUDO_GID": "0"}) is None  # root's own sudo
+    assert user.sudo_ids(0, {"SUDO_UID": "x", "SUDO_GID": "1"}) is None
+    assert user.sudo_ids(0, {}) is None
+
+
+def test_under_sudo_root_environment_is_not_the_users() -> None:
+    root_env = {"HOME": "/root", "XDG_DATA_HOME": "/root/.local/share"}
+    facts = user.user_facts(ACCOUNT, root_env, lambda _: False, (), via_sudo=True)
+    assert facts.via_sudo
+    assert facts.home == ACCOUNT.home
+    assert facts.data_home == f"{ACCOUNT.home}/.local/share"
