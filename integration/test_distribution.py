@@ -27,6 +27,7 @@ from bundle_factory import (  # noqa: E402
 )
 
 TINY_ID = "org.sandbox.TinyTest"
+PRIVATE_TAG = "sandbox-test/demo-roundtrip:1.0.0"
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +83,10 @@ def tree(root: Path) -> dict[str, int]:
 
 def test_round_trip_of_the_demo_app(demo_image: str, xdg: dict[str, str], tmp_path: Path) -> None:
     bundle = tmp_path / "demo.sbx"
-    out = sandbox(xdg, "export", demo_image, "-o", str(bundle))
+    # a private name: installing and uninstalling must not touch the shared demo tags
+    subprocess.run(["docker", "tag", demo_image, PRIVATE_TAG], check=True)
+    out = sandbox(xdg, "export", PRIVATE_TAG, "-o", str(bundle))
+    subprocess.run(["docker", "rmi", PRIVATE_TAG], capture_output=True, check=True)
     assert out.returncode == 0, out.stderr
     assert "exporting [" in out.stderr  # the progress bar
     with tarfile.open(bundle, "r|") as tar:
@@ -119,16 +123,17 @@ def test_round_trip_of_the_demo_app(demo_image: str, xdg: dict[str, str], tmp_pa
     info = json.loads(sandbox(xdg, "info", "org.sandbox.Demo", "--json").stdout)
     assert info["data"][0]["name"] == "saves" and info["data"][0]["bytes"] >= 5000
 
-    # the demo image is shared with the test session: keep it by giving it another name first
-    subprocess.run(["docker", "tag", demo_image, "sandbox-test/keep-demo:1"], check=True)
-    try:
-        out = sandbox(xdg, "uninstall", "org.sandbox.Demo")
-        assert out.returncode == 0, out.stderr
-    finally:
-        subprocess.run(["docker", "tag", "sandbox-test/keep-demo:1", demo_image], check=True)
-        subprocess.run(
-            ["docker", "rmi", "sandbox-test/keep-demo:1"], capture_output=True, check=False
-        )
+    out = sandbox(xdg, "uninstall", "org.sandbox.Demo")
+    assert out.returncode == 0, out.stderr
+    assert (
+        PRIVATE_TAG
+        not in subprocess.run(
+            ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    )
     assert not entry.exists() and not icon.exists()
     assert (saves / "slot1").exists()  # saves survive without --purge
     assert json.loads(sandbox(xdg, "list", "--json").stdout) == []
