@@ -318,6 +318,91 @@ def private_pulseaudio(tmp: Path) -> Iterator[PrivateServer]:
         server.cleanup()
 
 
+# pipewire needs its socket before its clients start; wireplumber (the session manager that links
+# streams to sinks) exits without a D-Bus session bus, hence dbus-run-session around all three.
+_PIPEWIRE_SESSION = """
+pipewire &
+while [ ! -S "$XDG_RUNTIME_DIR/pipewire-0" ]; do sleep 0.02; done
+wireplumber &
+pipewire-pulse &
+wait
+"""
+
+
+@contextlib.contextmanager
+def private_pipewire_pulse(tmp: Path) -> Iterator[PrivateServer]:
+    """PipeWire + WirePlumber + pipewire-pulse in a private runtime dir and D-Bus session.
+
+    All of them run in one new process group, which is what cleanup signals; `env` points a
+    pulse client at pipewire-pulse's socket. Not part of the harness: only opt-in tests use it.
+    """
+    dbus_run_session = require_binary("dbus-run-session")
+    for name in ("pipewire", "wireplumber", "pipewire-pulse"):
+        require_binary(name)
+    pactl = require_binary("pactl")
+    runtime = tmp / "pw-runtime"
+    home = tmp / "pw-home"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    home.mkdir(exist_ok=True)
+    socket_path = runtime / "pulse" / "native"
+    log = tmp / "pipewire.log"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PULSE_SERVER", "DBUS_SESSION_BUS_ADDRESS", "PIPEWIRE_REMOTE")
+    }
+    env.update(XDG_RUNTIME_DIR=str(runtime), HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [dbus_run_session, "--", "sh", "-c", _PIPEWIRE_SESSION],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server_env = {"PULSE_SERVER": f"unix:{socket_path}"}
+
+    def answers() -> str | None:
+        probe = subprocess.run(
+            [pactl, "info"],
+            env=dict(os.environ, **server_env),
+            capture_output=True,
+            timeout=5,
+            check=False,
+        )
+        return None if probe.returncode == 0 else probe.stderr.decode(errors="replace")
+
+    def stop_group() -> None:
+        for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=wait_s)
+                # The group outlives its leader while children exit; wait until it is empty.
+                deadline = time.monotonic() + wait_s
+                while _group_alive(proc.pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if not _group_alive(proc.pid):
+                    return
+
+    try:
+        _wait("pipewire-pulse", proc, log, answers)
+        yield PrivateServer("pipewire-pulse", server_env, proc, ())
+    finally:
+        stop_group()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class HungServer:
     """A unix socket that accepts connections and never answers: a wedged server."""
 
