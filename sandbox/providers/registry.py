@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from sandbox.policy.plan import (
     GrantState,
+    HotplugRequest,
     LaunchPlan,
     PulseProxyRequest,
     StorageRequest,
@@ -78,8 +79,13 @@ def providers_for(plan: LaunchPlan) -> tuple[LaunchPlan, tuple[Provider, ...]]:
                     plan = _mark_unavailable(plan, request, PULSE_MISSING)
                 else:
                     providers.append(factory(request))
+            case HotplugRequest():
+                from sandbox.providers.devices import HotplugProvider
+
+                # The nodes present at launch are already in plan.devices (the engine makes
+                # them); the provider tracks them so their unplug takes them away too.
+                present = tuple(d for d in plan.devices if d.capability == request.capability)
+                providers.append(HotplugProvider(request, present=present))
             case _:
-                # NvidiaRequest is compiled straight into the spec; HotplugRequest: the nodes
-                # present at launch are in plan.devices, watching udev comes with hotplug.
-                pass
+                pass  # NvidiaRequest is compiled straight into the spec
     return plan, tuple(providers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,10 @@ from sandbox.runtime import instances
 from sandbox.runtime.compile import LABEL_LAUNCHER
 from sandbox.runtime.docker_adapter import DockerAdapter
 
+# Launcher tokens of --detach instances made before detached launches had a supervisor: such
+# an instance is live while its container runs. Today a supervisor's own token is used.
 DETACHED_PREFIX = "detached:"
+TEARDOWN_GRACE_S = 10.0  # how long `stop` waits for a launcher to finish its teardown
 
 
 @dataclass(frozen=True)
@@ -80,15 +84,23 @@ def list_running(base: Path | None = None) -> list[InstanceInfo]:
 def stop(target: str, timeout_s: int = 3, base: Path | None = None) -> list[str]:
     """Stop the instances of app `target`, or instance `target`; returns the stopped ids.
 
-    Their launchers tear down; for a detached instance or a dead launcher, gc does."""
+    Each launcher (a detached instance's supervisor) sees its app exit and tears down; this
+    waits for that, so on return the providers are gone (cookie revoked, proxy stopped). A
+    launcher that died earlier leaves its instance to gc."""
     base = instances.instances_dir(os.geteuid()) if base is None else base
-    stopped = []
+    stopped: list[instances.Instance] = []
     for inst in instances.list_instances(base):
         s = inst.state
         if s.container_id and target in (s.app_id, s.instance_id, s.container_id):
             DockerAdapter.from_env(s.engine).stop(s.container_id, timeout_s)
-            stopped.append(s.instance_id)
-    return stopped
+            stopped.append(inst)
+    deadline = time.monotonic() + TEARDOWN_GRACE_S
+    for inst in stopped:
+        if inst.state.launcher_pid == os.getpid():
+            continue  # our own session: its wait() tears down
+        while launcher_alive(inst.state.launcher) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return [inst.state.instance_id for inst in stopped]
 
 
 @dataclass

@@ -88,6 +88,8 @@ class InstanceState:
     uid: int = -1
     xauthority: str | None = None
     providers: list[str] = field(default_factory=list)
+    # --detach: `launcher` names the supervisor process that owns the providers and teardown
+    detached: bool = False
 
     @property
     def launcher_pid(self) -> int:

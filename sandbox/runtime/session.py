@@ -5,16 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
+import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Protocol, cast
 
-from sandbox.errors import LaunchError, ManifestError, SandboxError
+from sandbox.errors import (
+    LaunchError,
+    ManifestError,
+    PolicyError,
+    ProbeError,
+    ProviderError,
+    SandboxError,
+)
 from sandbox.policy import names
 from sandbox.policy.facts import HostFacts
 from sandbox.policy.manifest import LABEL_MANIFEST, Manifest, manifest_from_labels
@@ -25,8 +34,10 @@ from sandbox.runtime.compile import LaunchTarget, compile, hostname_for
 from sandbox.runtime.docker_adapter import STDERR, STDOUT, DockerAdapter, PendingWait, read_frames
 from sandbox.runtime.spec import ContainerSpec
 
+if TYPE_CHECKING:
+    from sandbox.providers.devices import ContainerTarget
+
 STOP_TIMEOUT_S = 3  # docker stop's grace period before SIGKILL when the user stops an app
-DETACHED = "detached"  # launcher token of a --detach instance: the container itself keeps it
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,7 @@ class Session:
         prepared: Prepared,
         adapter: DockerAdapter,
         instance: instances.Instance,
-        spec: ContainerSpec,
+        spec: ContainerSpec | None,
         container_id: str,
         pending: PendingWait | None,
         teardown: _Teardown,
@@ -246,6 +257,34 @@ def _pump_in(fd: int, sock: socket.socket) -> None:
         return
 
 
+class Attachable(Protocol):
+    """A provider that also acts on the running container (hotplug): attach() after start."""
+
+    def attach(self, target: ContainerTarget) -> None: ...
+
+
+def _attach_providers(adapter: DockerAdapter, cid: str, providers: tuple[Provider, ...]) -> None:
+    """Hand the running container to the providers that need it; an app that already exited
+    has nothing left to attach to."""
+    wanting = [p for p in providers if callable(getattr(p, "attach", None))]
+    if not wanting:
+        return
+    from sandbox.providers.devices import ContainerTarget, devices_cgroup_dir
+
+    info = adapter.inspect(cid)
+    if info is None or not info.running or info.pid <= 0:
+        return
+    try:
+        target = ContainerTarget(info.pid, devices_cgroup_dir(info.pid))
+        for provider in wanting:
+            cast(Attachable, provider).attach(target)
+    except ProviderError:
+        again = adapter.inspect(cid)
+        if again is not None and again.running and again.pid == info.pid:
+            raise
+        # the app exited while we attached: nothing to serve, the wait reports its exit
+
+
 def launch(
     prepared: Prepared,
     *,
@@ -253,14 +292,30 @@ def launch(
     stdio: Stdio | None = None,
     detach: bool = False,
 ) -> Session:
-    """Create and start the instance; on any failure everything made so far is undone."""
+    """Create and start the instance; on any failure everything made so far is undone.
+
+    detach: a supervisor process (see supervise_detached) owns the instance, its providers
+    and its teardown, so the caller may exit; the returned Session can stop() but not wait().
+    """
+    if detach:
+        return _launch_detached(prepared, args)
+    return _launch(prepared, args=args, stdio=stdio)
+
+
+def _launch(
+    prepared: Prepared,
+    *,
+    args: tuple[str, ...] = (),
+    stdio: Stdio | None = None,
+    detached: bool = False,
+) -> Session:
     plan, facts = prepared.plan, prepared.facts
     user = facts.user
     uid = plan.hardening.user.uid
     app_id = plan.labels.app_id
     adapter = DockerAdapter.from_env(prepared.engine_url)
     base = instances.instances_dir(os.geteuid())
-    launcher = DETACHED + ":" + instances.launcher_token() if detach else instances.launcher_token()
+    launcher = instances.launcher_token()
     state = instances.InstanceState(
         app_id=app_id,
         instance_id="",
@@ -271,6 +326,7 @@ def launch(
         uid=uid,
         xauthority=prepared.facts.x11.xauthority,
         providers=[p.name for p in prepared.providers],
+        detached=detached,
     )
     teardown = _Teardown()
     inst = instances.new_instance(base, state)
@@ -296,7 +352,7 @@ def launch(
         for provider in prepared.providers:
             teardown.push(provider.name, provider.teardown)
             grants.append(provider.setup(ctx))
-        stdin_fd = stdio.stdin_fd if stdio and not detach else None
+        stdin_fd = stdio.stdin_fd if stdio else None
         spec = compile(
             plan,
             combine(grants),
@@ -312,28 +368,104 @@ def launch(
         teardown.push("container", lambda: _remove_quietly(adapter, cid))
         instances.promote(inst, cid)
         pumps: list[threading.Thread] = []
-        pending: PendingWait | None = None
-        if not detach:
-            if stdio is not None and (stdio.stdout or stdio.stderr):
-                sock, early = adapter.attach(cid, stdin=stdin_fd is not None)
-                teardown.push("attach", sock.close)
-                out = {STDOUT: stdio.stdout, STDERR: stdio.stderr}
-                pumps.append(
-                    threading.Thread(target=read_frames, args=(sock, early, out), daemon=True)
-                )
-                if stdin_fd is not None:
-                    threading.Thread(target=_pump_in, args=(stdin_fd, sock), daemon=True).start()
-            pending = adapter.wait_later(cid)
+        if stdio is not None and (stdio.stdout or stdio.stderr):
+            sock, early = adapter.attach(cid, stdin=stdin_fd is not None)
+            teardown.push("attach", sock.close)
+            out = {STDOUT: stdio.stdout, STDERR: stdio.stderr}
+            pumps.append(threading.Thread(target=read_frames, args=(sock, early, out), daemon=True))
+            if stdin_fd is not None:
+                threading.Thread(target=_pump_in, args=(stdin_fd, sock), daemon=True).start()
+        pending = adapter.wait_later(cid)
         for t in pumps:
             t.start()
         adapter.start(cid)
+        _attach_providers(adapter, cid, prepared.providers)
     except BaseException as exc:
         for problem in teardown.run():
             exc.add_note(f"teardown: {problem}")
         raise
-    if detach:
-        teardown.steps.clear()  # gc reclaims a detached instance once its container exits
     return Session(prepared, adapter, inst, spec, cid, pending, teardown, pumps)
+
+
+# --- detached instances: a supervisor process owns the providers ---------------------------------
+
+_ERRORS: dict[str, type[SandboxError]] = {
+    "LaunchError": LaunchError,
+    "ProviderError": ProviderError,
+    "PolicyError": PolicyError,
+    "ProbeError": ProbeError,
+}
+
+
+def _launch_detached(prepared: Prepared, args: tuple[str, ...]) -> Session:
+    """Fork a supervisor (double fork, own session) that launches and waits; return once the
+    app runs. The providers (audio proxy thread, X11 holding connection, hotplug watcher) live
+    in the supervisor, so they outlive the caller; its launcher token names it, so gc treats a
+    killed supervisor like a killed launcher (container removed, cookie revoked)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked children
+        code = 1
+        try:
+            os.close(read_fd)
+            os.setsid()  # no controlling terminal: the user's Ctrl-C never reaches it
+            code = 0 if os.fork() != 0 else supervise_detached(prepared, args, write_fd)
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    try:
+        os.waitpid(pid, 0)
+        chunks = []
+        while chunk := os.read(read_fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+    try:
+        reply = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        reply = {}
+    if "error" in reply:
+        raise _ERRORS.get(str(reply.get("kind")), LaunchError)(str(reply["error"]))
+    if "instance_dir" not in reply:
+        raise LaunchError("the detached supervisor ended before the app started")
+    inst = instances.load(Path(reply["instance_dir"]))
+    if inst is None or not inst.state.container_id:
+        raise LaunchError(f"the detached instance at {reply['instance_dir']} is already gone")
+    adapter = DockerAdapter.from_env(prepared.engine_url)
+    # No teardown here: the supervisor owns it; this Session can only stop() the app.
+    return Session(prepared, adapter, inst, None, inst.state.container_id, None, _Teardown(), [])
+
+
+def supervise_detached(prepared: Prepared, args: tuple[str, ...], report_fd: int) -> int:
+    """The supervisor's body: launch, report {"instance_dir"} or {"error"} on report_fd, then
+    wait for the app and tear down. SIGTERM stops the app (teardown still runs)."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    # Every other inherited fd goes: a caller's pipe held open here would block its reader.
+    os.closerange(3, report_fd)
+    os.closerange(report_fd + 1, 65536)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        session = _launch(prepared, args=args, stdio=None, detached=True)
+    except BaseException as exc:  # reported to the caller, who raises it
+        _report(report_fd, {"error": str(exc), "kind": type(exc).__name__})
+        return 1
+    signal.signal(signal.SIGTERM, lambda _n, _f: session.stop_in_background())
+    _report(report_fd, {"instance_dir": str(session.instance_dir)})
+    try:
+        session.wait()
+    except SandboxError:
+        session.close()
+    return 0
+
+
+def _report(fd: int, message: dict[str, str]) -> None:
+    try:
+        os.write(fd, json.dumps(message).encode())
+    finally:
+        os.close(fd)
 
 
 def _remove_quietly(adapter: DockerAdapter, cid: str) -> None:

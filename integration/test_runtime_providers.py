@@ -1,0 +1,294 @@
+"""Integration: providers wired through the runtime: hotplug, audio, and detached supervisors."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pulsectl
+import pytest
+
+import sandbox
+from integration.components import PulseServer, X11Display, missing
+from sandbox.policy.facts import DeviceFacts
+from sandbox.policy.plan import HotplugCgroup, HotplugRequest
+from sandbox.providers.devices import DeviceAction, DeviceEvent, HotplugProvider, QueueEventSource
+from sandbox.providers.registry import providers_for
+from sandbox.runtime import gc, instances
+from sandbox.runtime.docker_adapter import DockerAdapter
+from sandbox.runtime.planning import plan_for
+
+pytestmark = pytest.mark.integration
+
+CAM_APP = "org.sandboxtest.HotplugApp"
+AUDIO_APP = "org.sandboxtest.AudioApp"
+DETACHED_APP = "org.sandboxtest.DetachedApp"
+SINK = "test_null"
+KMSG = (1, 11)  # harmless: not in Docker's default allow list, opening it needs no capability
+OTHER = (10, 183)
+# ~4 s of raw 44.1 kHz stereo s16 noise, made inside the container (its root is read-only)
+PLAY = f"head -c 700000 /dev/urandom | paplay --raw --device={SINK}"
+RECORD = (
+    f"parecord --device={SINK}.monitor /tmp/rec.wav & p=$!; sleep 2; "
+    "if kill $p 2>/dev/null; then wait $p; echo RUNNING; else wait $p; echo EXIT=$?; fi"
+)
+
+
+def _build(base: str, tag: str, app_id: str, caps: str, tmp: Path) -> str:
+    ctx = tmp / tag.replace("/", "_")
+    ctx.mkdir()
+    manifest = textwrap.dedent(
+        f"""\
+        manifest-version = 1
+        [app]
+        id = "{app_id}"
+        name = "Provider test"
+        version = "1.0"
+        command = ["/bin/sh", "-c"]
+        [capabilities]
+        """
+    )
+    (ctx / "sandbox.toml").write_text(manifest + caps)
+    labels = subprocess.run(
+        [sys.executable, "-m", "sandbox", "manifest", "labels", "--dockerfile", "sandbox.toml"],
+        cwd=ctx, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    (ctx / "Dockerfile").write_text(f"FROM {base}\n{labels}")
+    subprocess.run(["docker", "build", "-q", "-t", tag, "."], cwd=ctx, check=True)
+    return tag
+
+
+@pytest.fixture(scope="module")
+def images(
+    docker_client_url: str, tools_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    os.environ["DOCKER_HOST"] = docker_client_url
+    tmp = tmp_path_factory.mktemp("provider-apps")
+    return {
+        CAM_APP: _build(tools_image, "sandbox-test/rt-webcam", CAM_APP, "webcam = true\n", tmp),
+        AUDIO_APP: _build(
+            tools_image, "sandbox-test/rt-audio", AUDIO_APP, 'audio = ["playback"]\n', tmp
+        ),
+        DETACHED_APP: _build(
+            tools_image,
+            "sandbox-test/rt-detached",
+            DETACHED_APP,
+            'display = "x11"\naudio = ["playback"]\n',
+            tmp,
+        ),
+    }
+
+
+@pytest.fixture(autouse=True)
+def _private_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    yield
+    gc.gc()
+
+
+@pytest.fixture
+def pulse(pulse_server: PulseServer) -> Iterator[pulsectl.Pulse]:
+    with pulsectl.Pulse("sandbox-runtime-test", server=pulse_server.server) as p:
+        yield p
+
+
+def _wait_for(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} not met in {timeout:g} s")
+        time.sleep(0.05)
+
+
+def _open_in(cid: str, node: str) -> int:
+    """errno of a write-only open inside the container as its user (0 = it opened)."""
+    script = 'test -e "$1" || { echo ENOENT; exit; }; (: > "$1") 2>&1 && echo OK'
+    done = subprocess.run(
+        ["docker", "exec", cid, "sh", "-c", script, "sh", node],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    out = done.stdout.strip()
+    if out == "OK":
+        return 0
+    if out == "ENOENT":
+        return errno.ENOENT
+    if out.endswith("Operation not permitted"):
+        return errno.EPERM
+    raise AssertionError(f"unexpected open failure of {node}: {out}")
+
+
+# --- 1. hotplug through sandbox.launch --------------------------------------------------------
+
+
+def test_hotplug_through_the_runtime(images: dict[str, str]) -> None:
+    if os.geteuid() != 0 or not Path("/sys/fs/cgroup/devices/devices.list").exists():
+        missing("hotplug needs root and the cgroup v1 devices hierarchy")
+    prepared = sandbox.plan(images[CAM_APP])
+    # This host has no udevd: describe one that has (none plugged in at launch), and feed the
+    # provider's events by hand instead of from netlink.
+    facts = dataclasses.replace(prepared.facts, devices=DeviceFacts(True, udev_properties=True))
+    plan, providers = providers_for(plan_for(prepared.manifest, facts))
+    (request,) = [r for r in plan.requests if isinstance(r, HotplugRequest)]
+    assert request.cgroup is HotplugCgroup.PER_NODE
+    (registered,) = [p for p in providers if isinstance(p, HotplugProvider)]
+    assert registered.request == request  # the registry serves the request
+    source = QueueEventSource()
+    provider = HotplugProvider(request, source_factory=lambda _r: source)
+    providers = tuple(provider if p is registered else p for p in providers)
+    prepared = dataclasses.replace(prepared, facts=facts, plan=plan, providers=providers)
+
+    session = sandbox.launch(prepared, args=("sleep 60",), stdio=None)
+    try:
+        _wait_for(lambda: any(t.name == provider.name for t in threading.enumerate()))
+        camera = DeviceEvent(
+            DeviceAction.ADD, "video4linux", "/dev/video4", *KMSG,
+            (("ID_V4L_CAPABILITIES", ":capture:"),),
+        )  # fmt: skip
+        metadata = DeviceEvent(
+            DeviceAction.ADD, "video4linux", "/dev/video5", *OTHER,
+            (("ID_V4L_CAPABILITIES", ":"),),
+        )  # fmt: skip
+        source.put(metadata)
+        source.put(camera)
+        _wait_for(lambda: "/dev/video4" in provider.added(), what="hotplugged node")
+        assert _open_in(session.container_id, "/dev/video4") == 0
+        assert _open_in(session.container_id, "/dev/video5") == errno.ENOENT
+        source.put(dataclasses.replace(camera, action=DeviceAction.REMOVE, properties=()))
+        _wait_for(lambda: not provider.added(), what="unplug")
+        assert _open_in(session.container_id, "/dev/video4") == errno.ENOENT
+    finally:
+        session.stop(timeout_s=1)
+        session.wait()
+    assert provider.errors == []
+    assert not any(t.name == provider.name for t in threading.enumerate()), "watcher stopped"
+
+
+# --- 3. audio through the API: attribution of the stream ---------------------------------------
+
+
+def _sink_inputs(pulse: pulsectl.Pulse, app_id: str) -> list[dict[str, str]]:
+    return [
+        dict(si.proplist)
+        for si in pulse.sink_input_list()
+        if si.proplist.get("application.id") == app_id
+    ]
+
+
+def test_playback_is_attributed_and_record_refused(
+    images: dict[str, str], pulse_server: PulseServer, pulse: pulsectl.Pulse
+) -> None:
+    prepared = sandbox.plan(images[AUDIO_APP])
+    assert [p.name for p in prepared.providers] == ["audio.playback"]
+    session = sandbox.launch(prepared, args=(PLAY,), stdio=None)
+    try:
+        seen: list[dict[str, str]] = []
+
+        def stream() -> bool:
+            seen[:] = _sink_inputs(pulse, AUDIO_APP)
+            return bool(seen)
+
+        _wait_for(stream, what="the app's sink input")
+        pid = int(seen[0]["application.process.id"])
+        ident = sandbox.app_for_pid(pid)
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    finally:
+        code = session.wait()
+    assert code == 0
+    assert ident is not None and ident.app_id == AUDIO_APP
+    assert ident.instance_id == session.instance_id
+    assert comm == "paplay"
+
+    out = io.BytesIO()
+    session = sandbox.launch(
+        sandbox.plan(images[AUDIO_APP]), args=(RECORD,), stdio=sandbox.Stdio(stdout=out)
+    )
+    session.wait()
+    text = out.getvalue().decode()
+    assert "EXIT=" in text and "EXIT=0" not in text, text
+
+
+# --- 2. detached instances keep their providers ------------------------------------------------
+
+
+def _run_detached(image: str, script: str) -> instances.Instance:
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "run", "-y", "-d", image, "--", script],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    instance_id = done.stdout.strip()
+    base = instances.instances_dir(os.geteuid())
+    inst = instances.load(base / instance_id)
+    assert inst is not None and inst.state.detached
+    assert inst.state.launcher_pid != os.getpid()
+    assert instances.launcher_alive(inst.state.launcher), "the supervisor runs"
+    return inst
+
+
+def _cookie_works(display: X11Display, xauthority: Path) -> bool:
+    env = {**os.environ, "DISPLAY": display.display, "XAUTHORITY": str(xauthority)}
+    return subprocess.run(["xdpyinfo"], env=env, capture_output=True, check=False).returncode == 0
+
+
+def _gone(inst: instances.Instance) -> bool:
+    return not inst.path.exists() and not instances.launcher_alive(inst.state.launcher)
+
+
+def test_detached_app_keeps_audio_and_tears_down_when_it_ends(
+    images: dict[str, str], x11_display: X11Display, pulse: pulsectl.Pulse, tmp_path: Path
+) -> None:
+    inst = _run_detached(images[DETACHED_APP], f"sleep 0.5; {PLAY}")
+    kept = tmp_path / "kept-cookie"
+    kept.write_bytes((inst.path / "Xauthority").read_bytes())
+    assert _cookie_works(x11_display, kept)
+    proxy_socket = inst.path / "pulse" / "native"
+    assert proxy_socket.is_socket()
+    # the launcher has returned: audio still flows through the supervisor's proxy
+    _wait_for(lambda: bool(_sink_inputs(pulse, DETACHED_APP)), what="detached app's stream")
+    _wait_for(lambda: _gone(inst), timeout=20, what="teardown after the app ended")
+    assert not proxy_socket.exists()
+    assert not _cookie_works(x11_display, kept), "the cookie was revoked"
+    assert not DockerAdapter.from_env().containers_with_label("sandbox.app-id", DETACHED_APP)
+
+
+def test_stop_of_a_detached_instance_tears_down(
+    images: dict[str, str], x11_display: X11Display, tmp_path: Path
+) -> None:
+    inst = _run_detached(images[DETACHED_APP], "sleep 60")
+    kept = tmp_path / "kept-cookie"
+    kept.write_bytes((inst.path / "Xauthority").read_bytes())
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "stop", "-t", "1", inst.state.instance_id],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _gone(inst), "stop returns once the supervisor has torn down"
+    assert not _cookie_works(x11_display, kept)
+    assert not DockerAdapter.from_env().containers_with_label("sandbox.app-id", DETACHED_APP)
+
+
+def test_gc_after_a_sigkilled_supervisor(
+    images: dict[str, str], x11_display: X11Display, tmp_path: Path
+) -> None:
+    inst = _run_detached(images[DETACHED_APP], "sleep 60")
+    kept = tmp_path / "kept-cookie"
+    kept.write_bytes((inst.path / "Xauthority").read_bytes())
+    os.kill(inst.state.launcher_pid, signal.SIGKILL)
+    _wait_for(lambda: not instances.launcher_alive(inst.state.launcher))
+    assert _cookie_works(x11_display, kept), "nothing revoked it yet"
+    report = gc.gc()
+    assert not report.problems, report.problems
+    assert inst.state.instance_id in report.containers
+    assert not inst.path.exists()
+    assert not _cookie_works(x11_display, kept)
+    assert not DockerAdapter.from_env().containers_with_label("sandbox.app-id", DETACHED_APP)
