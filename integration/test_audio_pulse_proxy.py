@@ -376,7 +376,9 @@ def test_hostile_container_leaves_server_and_other_clients_playing(
         # While the storm runs: the same two sink inputs, playing, and a server that answers.
         samples = 0
         info_ok = 0
+        storm_deadline = time.monotonic() + STORM_SECONDS + 15
         while container.status != "exited" or samples == 0:
+            assert time.monotonic() < storm_deadline, "the storm container did not end in time"
             now = _streams_of(pulse, pids)
             assert {n: si.index for n, si in now.items()} == indexes, "a player lost its stream"
             assert not any(si.corked for si in now.values()), "a player was corked"
