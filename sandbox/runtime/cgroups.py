@@ -23,8 +23,8 @@ from sandbox.probes import cgroups as cgroup_probe
 # parent dirs when missing but never removes them; this module owns their whole life.
 #
 # With the systemd driver none of this runs: docker gets `sandbox-<escaped>.slice` as
-# cgroup_parent and asks systemd to create the slice, which systemd also removes once empty;
-# app-wide limits then belong on the slice unit (systemctl set-property), not in files here.
+# cgroup_parent and asks systemd to create the slice; app-wide limits go on the slice unit
+# (runtime/systemd.py: systemctl set-property --runtime), not in files here.
 
 CPU_PERIOD_US = 100_000
 
@@ -233,7 +233,7 @@ def _write_v1(node: Node, write: KnobWrite, limits: Limits) -> None:
         Controller(node).set_property(write.knob.value.encode(), write.value)
 
 
-def _in_use(path: str) -> bool:
+def dir_in_use(path: str) -> bool:
     """True while the cgroup dir holds a task or a child cgroup (a container's leaf)."""
     try:
         with os.scandir(path) as entries:
@@ -248,7 +248,7 @@ def _in_use(path: str) -> bool:
 def app_cgroup_in_use(app_id: str, facts: CgroupFacts | None = None) -> bool:
     """True while any hierarchy still holds a task or a container under the app's parent."""
     try:
-        return any(_in_use(p) for p in app_dirs(app_id, host_hierarchies(facts)))
+        return any(dir_in_use(p) for p in app_dirs(app_id, host_hierarchies(facts)))
     except OSError as exc:
         raise ProviderError(f"cgroups: cannot inspect the cgroup of {app_id}: {exc}") from exc
 
@@ -260,7 +260,7 @@ def remove_app_cgroup(app_id: str, facts: CgroupFacts | None = None) -> bool:
     rmdir still makes a lost race fail safe (EBUSY: kept, reported as in use).
     """
     dirs = app_dirs(app_id, host_hierarchies(facts))
-    if any(_in_use(p) for p in dirs):
+    if any(dir_in_use(p) for p in dirs):
         return False
     removed_all = True
     for path in dirs:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.errors import SandboxError
-from sandbox.policy.names import CGROUP_ROOT, LABEL_MANAGED
+from sandbox.policy.names import CGROUP_ROOT, LABEL_MANAGED, app_slice_name
 from sandbox.runtime import instances
 from sandbox.runtime.compile import LABEL_LAUNCHER
 from sandbox.runtime.docker_adapter import DockerAdapter
@@ -17,6 +18,7 @@ from sandbox.runtime.docker_adapter import DockerAdapter
 # Launcher tokens of --detach instances made before detached launches had a supervisor: such
 # an instance is live while its container runs. Today a supervisor's own token is used.
 DETACHED_PREFIX = "detached:"
+SYSTEMD_RUN_DIR = "/run/systemd/system"  # exists only where systemd is the init (sd_booted)
 TEARDOWN_GRACE_S = 10.0  # how long `stop` waits for a launcher to finish its teardown
 
 
@@ -123,8 +125,8 @@ def gc(engine_urls: tuple[str | None, ...] = (None,), base: Path | None = None) 
     """Remove what dead launchers left: containers, provider state (X11 cookies revoked,
     Wayland dirs, sockets), instance dirs and empty app cgroups. Safe while apps run."""
     from sandbox.providers.display import collect_instance
-    from sandbox.runtime import cgroups
-    from sandbox.runtime.session import remove_app_cgroup
+    from sandbox.runtime import cgroups, systemd
+    from sandbox.runtime.session import remove_app_cgroup, remove_app_slice
 
     report = GcReport()
     base = instances.instances_dir(os.geteuid()) if base is None else base
@@ -164,4 +166,11 @@ def gc(engine_urls: tuple[str | None, ...] = (None,), base: Path | None = None) 
                 report.cgroups.append(app_id)
     except SandboxError as exc:
         report.problems.append(str(exc))
+    if shutil.which(systemd.SYSTEMCTL) and os.path.isdir(SYSTEMD_RUN_DIR):
+        try:
+            for app_id in systemd.list_app_slices():
+                if remove_app_slice(os.geteuid(), app_id):
+                    report.cgroups.append(app_slice_name(app_id))
+        except SandboxError as exc:
+            report.problems.append(str(exc))
     return report

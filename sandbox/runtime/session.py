@@ -240,9 +240,23 @@ def remove_app_cgroup(uid: int, app_id: str) -> bool:
         return cgroups.remove_app_cgroup(app_id)
 
 
+def remove_app_slice(uid: int, app_id: str) -> bool:
+    """systemd driver: stop the app's slice and drop its limits once no instance uses it."""
+    from sandbox.runtime import cgroups, systemd
+
+    mounts = tuple(m.path for m in cgroups.host_hierarchies())
+    with app_lock(uid, app_id):
+        if systemd.slice_in_use(app_id, mounts):
+            return False
+        systemd.remove_slice(app_id)
+        return True
+
+
 def _remove_cgroup_if_unused(uid: int, plan: LaunchPlan) -> None:
     if plan.cgroup_parent.driver is CgroupDriverName.CGROUPFS:
         remove_app_cgroup(uid, plan.labels.app_id)
+    else:
+        remove_app_slice(uid, plan.labels.app_id)
 
 
 def _pump_in(fd: int, sock: socket.socket) -> None:
@@ -337,7 +351,12 @@ def _launch(
 
             with app_lock(os.geteuid(), app_id):
                 cgroups.create_app_cgroup(app_id, plan.limits, facts.cgroups)
-            teardown.push("app cgroup", lambda: _remove_cgroup_if_unused(os.geteuid(), plan))
+        else:
+            from sandbox.runtime import systemd
+
+            with app_lock(os.geteuid(), app_id):
+                systemd.apply_slice_limits(app_id, plan.limits)
+        teardown.push("app cgroup", lambda: _remove_cgroup_if_unused(os.geteuid(), plan))
         hostname = hostname_for(app_id)
         ctx = ProviderContext(
             app_id=app_id,
