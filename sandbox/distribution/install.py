@@ -155,7 +155,7 @@ def commit_install(
     bundle = preview.bundle
     header = bundle.header
     if preview.action is not InstallAction.SAME:
-        adapter.image_load_stream(stream_verified(bundle, progress))
+        adapter.image_load_stream(stream_verified(bundle, progress), bundle.size)
         loaded = adapter.image_details(header.image_id)
         if loaded is None:
             raise LaunchError(f"the engine did not keep image {header.image_id} after loading")

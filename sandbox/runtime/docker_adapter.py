@@ -418,20 +418,26 @@ class DockerAdapter:
         finally:
             conn.close()
 
-    def image_load_stream(self, chunks: Iterable[bytes]) -> tuple[str, ...]:
-        """`docker load` from `chunks` (sent chunked, as produced); the names/ids it loaded.
+    def image_load_stream(
+        self, chunks: Iterable[bytes], size: int | None = None
+    ) -> tuple[str, ...]:
+        """`docker load` from `chunks` as produced; the names/ids it loaded. With `size` the
+        body goes with a Content-Length (as `docker load -i` sends it), else chunked.
 
         An exception raised by `chunks` aborts the upload: the engine sees a truncated archive
         and loads nothing from it.
         """
         conn = self._t.connection(timeout=_STREAM_TIMEOUT_S)
+        headers = {"Content-Type": "application/x-tar"}
+        if size is not None:
+            headers["Content-Length"] = str(size)
         try:
             conn.request(
                 "POST",
                 "/images/load?quiet=1",
                 body=iter(chunks),
-                headers={"Content-Type": "application/x-tar"},
-                encode_chunked=True,
+                headers=headers,
+                encode_chunked=size is None,
             )
             resp = conn.getresponse()
             body = resp.read()

@@ -1,0 +1,106 @@
+"""Export and install of a real image against `docker save -o` and `docker load -i`, one run.
+
+Usage: python benchmarks/bench_bundle.py [BASE] [--runs N]. The measured image is BASE's
+filesystem re-imported as one fresh layer (so no other local image shares it) with the demo
+app's manifest as labels; every load starts with that image removed, so both sides do the full
+work. Install is verify + load (what `sandbox install --yes` does, without the prompt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def timed(fn: Callable[[], object], runs: int, before: Callable[[], object] | None = None) -> float:
+    samples = []
+    for _ in range(runs):
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def build_unique(base: str, tag: str) -> None:
+    """BASE's files as one new layer plus the demo manifest labels, named `tag`."""
+    from sandbox.cli.manifest_cmd import render_labels
+    from sandbox.config.manifest import read_manifest
+    from sandbox.policy.manifest import manifest_to_labels
+
+    root = Path(__file__).resolve().parent.parent
+    cid = subprocess.run(
+        ["docker", "create", base, "true"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        export = subprocess.Popen(["docker", "export", cid], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "import", "-", f"{tag}-fs"], stdin=export.stdout, check=True,
+                       capture_output=True)  # fmt: skip
+        export.wait()
+    finally:
+        subprocess.run(["docker", "rm", cid], capture_output=True, check=False)
+    labels = manifest_to_labels(read_manifest(root / "demo" / "sandbox.toml"))
+    dockerfile = f"FROM {tag}-fs\n{render_labels(labels, dockerfile=True)}\n"
+    subprocess.run(["docker", "build", "-q", "-t", tag, "-"], input=dockerfile.encode(),
+                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(["docker", "rmi", f"{tag}-fs"], capture_output=True, check=False)
+
+
+def main() -> None:
+    from sandbox.distribution.bundle_reader import stream_verified, verify_bundle
+    from sandbox.distribution.bundle_writer import export_image
+    from sandbox.runtime.docker_adapter import DockerAdapter
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("base", nargs="?", default="sandbox-test/base:bookworm")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    adapter = DockerAdapter.from_env()
+    tag = "sandbox-bench/bundle:1"
+    build_unique(args.base, tag)
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        sbx, tar = Path(tmp) / "app.sbx", Path(tmp) / "app.tar"
+
+        def rmi() -> None:
+            subprocess.run(["docker", "rmi", tag], capture_output=True, check=True)
+
+        try:
+            save = timed(
+                lambda: subprocess.run(["docker", "save", "-o", str(tar), tag], check=True),
+                args.runs,
+            )
+            export = timed(lambda: export_image(adapter, tag, sbx), args.runs)
+            verify = timed(lambda: verify_bundle(sbx), args.runs)
+
+            def install() -> None:
+                bundle = verify_bundle(sbx)
+                adapter.image_load_stream(stream_verified(bundle), bundle.size)
+
+            load = timed(
+                lambda: subprocess.run(
+                    ["docker", "load", "-q", "-i", str(tar)], check=True, capture_output=True
+                ),
+                args.runs,
+                rmi,
+            )
+            inst = timed(install, args.runs, rmi)
+        finally:
+            subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
+        size = sbx.stat().st_size
+    mib = size / 1024**2
+    print(f"image {tag} (from {args.base}): bundle {mib:.0f} MiB, medians of {args.runs} runs")
+    print(f"  docker save -o      {save:6.2f} s")
+    print(f"  sandbox export      {export:6.2f} s   ratio {export / save:.2f}")
+    print(f"  docker load -i      {load:6.2f} s")
+    print(f"  sandbox install     {inst:6.2f} s   ratio {inst / load:.2f}")
+    print(f"    of which verify   {verify:6.2f} s (one read: file, member and layer hashes, icon)")
+
+
+if __name__ == "__main__":
+    main()
