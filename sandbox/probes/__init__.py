@@ -80,19 +80,53 @@ def probe_host(
     """
     import time
 
-    from sandbox.probes import cgroups, devices, docker, pulse, user, wayland, x11
-
     environ: Mapping[str, str] = dict(os.environ if env is None else env)
+
+    # Each probe module is imported only when its resource is probed: a launch of an app
+    # without a display or devices must not pay for importing those probes (~30 ms).
+    def docker_probe() -> object:
+        from sandbox.probes import docker
+
+        return docker.probe(environ, timeout)
+
+    def x11_probe() -> object:
+        from sandbox.probes import x11
+
+        return x11.probe(environ, timeout)
+
+    def wayland_probe() -> object:
+        from sandbox.probes import wayland
+
+        return wayland.probe(environ, timeout)
+
+    def pulse_probe() -> object:
+        from sandbox.probes import pulse
+
+        return pulse.probe(environ, timeout)
+
+    def devices_probe() -> object:
+        from sandbox.probes import devices
+
+        return devices.probe(environ)
+
+    def cgroups_probe() -> object:
+        from sandbox.probes import cgroups
+
+        return cgroups.probe(environ)
+
+    def user_probe() -> object:
+        from sandbox.probes import user
+
+        return user.probe(environ)
+
     runs: dict[Resource, tuple[Callable[[], object], type, Callable[[str], object]]] = {
-        Resource.DOCKER: (lambda: docker.probe(environ, timeout), DockerFacts, _off(DockerFacts)),
-        Resource.X11: (lambda: x11.probe(environ, timeout), X11Facts, _off(X11Facts)),
-        Resource.WAYLAND: (
-            lambda: wayland.probe(environ, timeout), WaylandFacts, _off(WaylandFacts)
-        ),
-        Resource.AUDIO: (lambda: pulse.probe(environ, timeout), AudioFacts, _off(AudioFacts)),
-        Resource.DEVICES: (lambda: devices.probe(environ), DeviceFacts, _off(DeviceFacts)),
-        Resource.CGROUPS: (lambda: cgroups.probe(environ), CgroupFacts, _off(CgroupFacts)),
-        Resource.USER: (lambda: user.probe(environ), UserFacts, _off(UserFacts)),
+        Resource.DOCKER: (docker_probe, DockerFacts, _off(DockerFacts)),
+        Resource.X11: (x11_probe, X11Facts, _off(X11Facts)),
+        Resource.WAYLAND: (wayland_probe, WaylandFacts, _off(WaylandFacts)),
+        Resource.AUDIO: (pulse_probe, AudioFacts, _off(AudioFacts)),
+        Resource.DEVICES: (devices_probe, DeviceFacts, _off(DeviceFacts)),
+        Resource.CGROUPS: (cgroups_probe, CgroupFacts, _off(CgroupFacts)),
+        Resource.USER: (user_probe, UserFacts, _off(UserFacts)),
     }
     wanted = set(Resource) if only is None else set(only) | ALWAYS
     slots = {r: _Slot(runs[r][0]) for r in Resource if r in wanted}

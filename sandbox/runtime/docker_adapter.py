@@ -104,19 +104,35 @@ class _RawTransport:
     def request(
         self, method: str, path: str, body: Any = None, timeout: float | None = _TIMEOUT_S
     ) -> tuple[int, bytes]:
-        conn = self.connection(timeout)
+        from sandbox.probes import _http
+
+        sock = self._socket(timeout)
         try:
             data = None if body is None else json.dumps(body).encode()
             headers = {"Content-Type": "application/json"} if data is not None else {}
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
+            headers["Connection"] = "close"
+            _http.send_request(sock, method, path, data, headers)
+            with sock.makefile("rb") as reader:
+                resp = _http.read_response(reader, method)
+            return resp.status, resp.body
         except OSError as exc:
             raise LaunchError(
                 f"{method} {path.split('?', maxsplit=1)[0]}: engine connection failed: {exc}"
             ) from exc
         finally:
-            conn.close()
+            sock.close()
+
+    def send_later(self, method: str, path: str) -> socket.socket:
+        """Send a request whose answer is read later (a wait posted before start)."""
+        from sandbox.probes import _http
+
+        sock = self._socket(None)
+        try:
+            _http.send_request(sock, method, path, None, {"Connection": "close"})
+        except OSError as exc:
+            sock.close()
+            raise LaunchError(f"{method} {path}: engine connection failed: {exc}") from exc
+        return sock
 
     def hijack(self, path: str) -> tuple[socket.socket, bytes]:
         """POST `path` and take over the connection (attach); returns the socket and early bytes."""
@@ -218,27 +234,29 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
 class PendingWait:
     """A wait request sent before start, so an instant exit is never missed."""
 
-    def __init__(self, conn: http.client.HTTPConnection, cid: str) -> None:
-        self._conn = conn
+    def __init__(self, sock: socket.socket, cid: str) -> None:
+        self._sock = sock
         self._cid = cid
 
     def result(self) -> int:
+        from sandbox.probes import _http
+
         try:
-            resp = self._conn.getresponse()
-            body = resp.read()
+            with self._sock.makefile("rb") as reader:
+                resp = _http.read_response(reader, "POST")
         except OSError as exc:
             raise LaunchError(f"wait {self._cid[:12]}: engine connection failed: {exc}") from exc
         finally:
-            self._conn.close()
+            self._sock.close()
         if resp.status != 200:
-            raise _engine_error(f"wait {self._cid[:12]}", resp.status, body)
-        data = json.loads(body)
+            raise _engine_error(f"wait {self._cid[:12]}", resp.status, resp.body)
+        data = json.loads(resp.body)
         if data.get("Error") and data["Error"].get("Message"):
             raise LaunchError(f"wait {self._cid[:12]}: {data['Error']['Message']}")
         return int(data.get("StatusCode", 1))
 
     def close(self) -> None:
-        self._conn.close()
+        self._sock.close()
 
 
 class DockerAdapter:
@@ -315,13 +333,9 @@ class DockerAdapter:
         return self._t.hijack(f"/containers/{cid}/attach?{_q(params)}")
 
     def wait_later(self, cid: str) -> PendingWait:
-        conn = self._t.connection(timeout=None)
-        try:
-            conn.request("POST", f"/containers/{cid}/wait?condition=next-exit")
-        except OSError as exc:
-            conn.close()
-            raise LaunchError(f"wait {cid[:12]}: engine connection failed: {exc}") from exc
-        return PendingWait(conn, cid)
+        return PendingWait(
+            self._t.send_later("POST", f"/containers/{cid}/wait?condition=next-exit"), cid
+        )
 
     def start(self, cid: str) -> None:
         status, body = self._t.request("POST", f"/containers/{cid}/start")
