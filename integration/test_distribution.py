@@ -117,8 +117,12 @@ def test_round_trip_of_the_demo_app(demo_image: str, xdg: dict[str, str], tmp_pa
 
     listed = json.loads(sandbox(xdg, "list", "--json").stdout)
     assert [a["app-id"] for a in listed] == ["org.sandbox.Demo"]
+    # The menu entry's command: reviewed at install, so no consent is asked (stdin is no tty).
+    ran = sandbox(xdg, "run", "org.sandbox.Demo", "--", "0")
+    assert ran.returncode == 0, ran.stderr
+    assert "demo: run 1" in ran.stdout
     saves = data / "sandbox/apps/org.sandbox.Demo/saves"
-    saves.mkdir(parents=True)
+    assert (saves / "save.json").exists()
     (saves / "slot1").write_bytes(b"x" * 5000)
     info = json.loads(sandbox(xdg, "info", "org.sandbox.Demo", "--json").stdout)
     assert info["data"][0]["name"] == "saves" and info["data"][0]["bytes"] >= 5000

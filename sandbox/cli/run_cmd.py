@@ -50,10 +50,15 @@ def run(args: argparse.Namespace) -> int:
         site_policy=args.site_policy,
         overrides=args.overrides,
     )
-    if not args.yes:
+    # An installed app was reviewed at install; ask again only if the plan now gives more.
+    grown = prepared.installed.uncovered(prepared.plan) if prepared.installed else None
+    if not args.yes and grown != ():
         from sandbox.policy.review import review_text
 
-        ok = _consent(review_text(prepared.plan))
+        review = review_text(prepared.plan)
+        if grown:
+            review += "\n\nNot agreed to at install: " + ", ".join(str(p) for p in grown)
+        ok = _consent(review)
         if ok is None:
             print(
                 "sandbox: error: cannot ask for consent: stdin is not a terminal; "

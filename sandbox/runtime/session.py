@@ -34,6 +34,7 @@ from sandbox.runtime.docker_adapter import STDERR, STDOUT, DockerAdapter, Pendin
 from sandbox.runtime.spec import ContainerSpec
 
 if TYPE_CHECKING:
+    from sandbox.distribution.installed import InstalledApp
     from sandbox.providers.devices import ContainerTarget
 
 STOP_TIMEOUT_S = 3  # docker stop's grace period before SIGKILL when the user stops an app
@@ -49,6 +50,7 @@ class Prepared:
     plan: LaunchPlan  # as it will really run (unserved requests already UNAVAILABLE)
     providers: tuple[Provider, ...]
     engine_url: str
+    installed: InstalledApp | None = None  # the install record when TARGET names an installed app
 
 
 @contextlib.contextmanager
@@ -64,8 +66,13 @@ def app_lock(uid: int, app_id: str) -> Iterator[None]:
         os.close(fd)
 
 
-def resolve_image(adapter: DockerAdapter, target: str) -> tuple[str, Manifest]:
-    """APP-ID -> the newest local image whose manifest label names it; else TARGET is an image."""
+def resolve_image(
+    adapter: DockerAdapter, target: str, installed: InstalledApp | None = None
+) -> tuple[str, Manifest]:
+    """APP-ID -> its installed image (`installed`, the app's install record), else the newest
+    local image whose manifest label names it; else TARGET is an image."""
+    if installed is not None:
+        return installed.image_id, _manifest_of(adapter, installed.image_id)
     if names.is_valid_app_id(target):
         best: tuple[int, str, Manifest] | None = None
         for image in adapter.images_with_label(LABEL_MANIFEST):
@@ -77,11 +84,15 @@ def resolve_image(adapter: DockerAdapter, target: str) -> tuple[str, Manifest]:
                 best = (image.created, image.tags[0] if image.tags else image.id, manifest)
         if best is not None:
             return best[1], best[2]
-    labels = adapter.image_labels(target)
+    return target, _manifest_of(adapter, target)
+
+
+def _manifest_of(adapter: DockerAdapter, image: str) -> Manifest:
+    labels = adapter.image_labels(image)
     try:
-        return target, manifest_from_labels(labels)
+        return manifest_from_labels(labels)
     except ManifestError as exc:
-        where = f"image {target}: {exc.field}" if exc.field else f"image {target}"
+        where = f"image {image}: {exc.field}" if exc.field else f"image {image}"
         raise ManifestError(where, exc.problem) from None
 
 
@@ -97,14 +108,19 @@ def prepare(
     from sandbox.runtime.planning import plan_for, probe_for
 
     adapter = DockerAdapter.from_env(engine_url)
-    image, manifest = resolve_image(adapter, target)
+    installed = None
+    if names.is_valid_app_id(target):
+        from sandbox.distribution.installed import load_installed
+
+        installed = load_installed(target)
+    image, manifest = resolve_image(adapter, target, installed)
     env = dict(os.environ)
     if engine_url:
         env["DOCKER_HOST"] = engine_url  # the probe must describe the engine we launch on
     facts = probe_for(manifest, env)
     launch_plan = plan_for(manifest, facts, site_policy=site_policy, overrides=overrides)
     launch_plan, providers = providers_for(launch_plan)
-    return Prepared(image, manifest, facts, launch_plan, providers, adapter.url)
+    return Prepared(image, manifest, facts, launch_plan, providers, adapter.url, installed)
 
 
 @dataclass
