@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -12,9 +13,9 @@ import time
 # so neither pays for a shim's own start-up.
 
 
-def _time(cmd: list[str]) -> float:
+def _time(cmd: list[str], env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 
@@ -22,6 +23,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("image", help="an app image with a sandbox manifest whose command is sh -c")
     p.add_argument("--runs", type=int, default=10)
+    p.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also time the sandbox package found in DIR (e.g. `git archive OLD sandbox`)",
+    )
     opts = p.parse_args()
     sandbox_cmd = [sys.executable, "-m", "sandbox", "run", "--yes", opts.image, "--", "true"]
     docker_cmd = [
@@ -31,15 +37,22 @@ def main() -> int:
         "--pids-limit", "1024", "--cgroup-parent", "/sandbox-bench/org.example.Bench",
         "--entrypoint", "/bin/sh", opts.image, "-c", "true",
     ]  # fmt: skip
+    before_env = {**os.environ, "PYTHONPATH": opts.before} if opts.before else None
     for cmd in (sandbox_cmd, docker_cmd):
         _time(cmd)  # warm caches
-    ours, theirs = [], []
-    for _ in range(opts.runs):  # interleaved, so drift hits both sides alike
+    ours, theirs, old = [], [], []
+    for _ in range(opts.runs):  # interleaved, so drift hits every side alike
         ours.append(_time(sandbox_cmd))
         theirs.append(_time(docker_cmd))
+        if before_env is not None:
+            old.append(_time(sandbox_cmd, before_env))
     a, b = statistics.median(ours), statistics.median(theirs)
     print(f"sandbox run --yes : median {a * 1000:.0f} ms  (min {min(ours) * 1000:.0f})")
     print(f"docker run --rm   : median {b * 1000:.0f} ms  (min {min(theirs) * 1000:.0f})")
+    if old:
+        c = statistics.median(old)
+        print(f"sandbox (before)  : median {c * 1000:.0f} ms  (min {min(old) * 1000:.0f})")
+        print(f"ratio before      : {c / b:.2f}")
     print(f"ratio             : {a / b:.2f}  (goal <= 1.00)")
     return 0
 
