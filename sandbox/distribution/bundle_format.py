@@ -28,7 +28,24 @@ _SIZE_SLACK_PER_LAYER: Final = 24
 
 class BundleKind(enum.StrEnum):
     FULL = "full"  # every layer of the image
-    THIN = "thin"  # app layers plus a base image reference (reserved; not read yet)
+    THIN = "thin"  # the layers above a base image, plus that base's reference
+    DELTA = "delta"  # the layers an older version of the app lacks, plus that version's reference
+
+    @property
+    def partial(self) -> bool:
+        return self is not BundleKind.FULL
+
+
+@dataclass(frozen=True)
+class BaseRef:
+    """The local image a partial bundle leaves layers to: found again by diff_ids, not name."""
+
+    name: str | None  # the name it had at export (a hint for the user)
+    image_id: str  # sha256:<hex> of its config
+    diff_ids: tuple[str, ...]  # its layers, bottom first
+
+    def omits(self, diff_id: str) -> bool:
+        return diff_id in self.diff_ids
 
 
 @dataclass(frozen=True)
@@ -45,23 +62,64 @@ class BundleHeader:
     tags: tuple[str, ...] = ()
     kind: BundleKind = BundleKind.FULL
     format_version: int = FORMAT_VERSION
+    base: BaseRef | None = None  # set exactly when kind is partial
 
     @property
     def image_size(self) -> int:
         return sum(layer.size for layer in self.layers)
+
+    @property
+    def carried(self) -> tuple[LayerRecord, ...]:
+        """The layers whose tars the file holds (a partial bundle leaves the base's out)."""
+        if self.base is None:
+            return self.layers
+        return tuple(r for r in self.layers if not self.base.omits(r.diff_id))
+
+    @property
+    def omitted(self) -> tuple[LayerRecord, ...]:
+        if self.base is None:
+            return ()
+        return tuple(r for r in self.layers if self.base.omits(r.diff_id))
 
 
 def _fail(where: str, problem: str) -> BundleError:
     return BundleError(HEADER_NAME, f"{where}: {problem}" if where else problem)
 
 
-def _check_keys(table: Mapping[str, Any], where: str, known: tuple[str, ...]) -> None:
+def _check_keys(
+    table: Mapping[str, Any], where: str, known: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> None:
     for key in table:
-        if key not in known:
-            raise _fail(f"{where}{key}", f"unknown key (known: {', '.join(known)})")
+        if key not in known and key not in optional:
+            raise _fail(f"{where}{key}", f"unknown key (known: {', '.join(known + optional)})")
     for key in known:
         if key not in table:
             raise _fail(f"{where}{key}", "is required")
+
+
+def _base(raw: object, kind: BundleKind, layers: list[LayerRecord]) -> BaseRef:
+    if not isinstance(raw, dict):
+        raise _fail("base", "must be an object")
+    _check_keys(raw, "base.", ("name", "id", "diff-ids"))
+    name = raw["name"]
+    if name is not None and (not isinstance(name, str) or not _TAG.fullmatch(name)):
+        raise _fail("base.name", f"not an image name: {name!r}")
+    diff_ids = raw["diff-ids"]
+    if not isinstance(diff_ids, list) or not 1 <= len(diff_ids) <= MAX_LAYERS:
+        raise _fail("base.diff-ids", f"must be a list of 1 to {MAX_LAYERS} layer digests")
+    ref = BaseRef(
+        name,
+        _digest(raw["id"], "base.id"),
+        tuple(_digest(d, f"base.diff-ids[{i}]") for i, d in enumerate(diff_ids)),
+    )
+    ours = [r.diff_id for r in layers]
+    if kind is BundleKind.THIN and (
+        len(ref.diff_ids) >= len(ours) or tuple(ours[: len(ref.diff_ids)]) != ref.diff_ids
+    ):
+        raise _fail("base.diff-ids", "a thin bundle's base must be a proper prefix of image.layers")
+    if kind is BundleKind.DELTA and not any(ref.omits(d) for d in ours):
+        raise _fail("base.diff-ids", "a delta shares no layer with the version it applies to")
+    return ref
 
 
 def _digest(value: object, where: str) -> str:
@@ -82,7 +140,7 @@ def parse_header(data: bytes) -> BundleHeader:
         raise _fail("", f"invalid JSON at offset {exc.pos}: {exc.msg}") from None
     if not isinstance(doc, dict):
         raise _fail("", "must hold a JSON object")
-    _check_keys(doc, "", ("format", "format-version", "kind", "manifest", "image"))
+    _check_keys(doc, "", ("format", "format-version", "kind", "manifest", "image"), ("base",))
     if doc["format"] != FORMAT_NAME:
         raise _fail("format", f"must be {FORMAT_NAME!r}, not {doc['format']!r}")
     version = doc["format-version"]
@@ -91,9 +149,11 @@ def parse_header(data: bytes) -> BundleHeader:
     try:
         kind = BundleKind(doc["kind"])
     except ValueError:
-        raise _fail("kind", f"must be 'full' or 'thin', not {doc['kind']!r}") from None
-    if kind is BundleKind.THIN:
-        raise _fail("kind", "thin bundles (app layers on a base reference) are not supported yet")
+        known = ", ".join(repr(k.value) for k in BundleKind)
+        raise _fail("kind", f"must be one of {known}, not {doc['kind']!r}") from None
+    if kind.partial != ("base" in doc):
+        need = "required" if kind.partial else "not allowed"
+        raise _fail("base", f"is {need} when kind is {kind.value!r}")
     if not isinstance(doc["manifest"], dict):
         raise _fail("manifest", "must be an object")
     try:
@@ -123,6 +183,7 @@ def parse_header(data: bytes) -> BundleHeader:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise _fail(f"{where}.size", f"must be a byte count, not {size!r}")
         layers.append(LayerRecord(_digest(raw["diff-id"], f"{where}.diff-id"), size))
+    base = _base(doc["base"], kind, layers) if kind.partial else None
     return BundleHeader(
         manifest=manifest,
         image_id=_digest(image["id"], "image.id"),
@@ -130,11 +191,12 @@ def parse_header(data: bytes) -> BundleHeader:
         tags=tuple(tags),
         kind=kind,
         format_version=FORMAT_VERSION,
+        base=base,
     )
 
 
 def _doc(header: BundleHeader) -> dict[str, Any]:
-    return {
+    doc = {
         "format": FORMAT_NAME,
         "format-version": header.format_version,
         "kind": header.kind.value,
@@ -145,6 +207,13 @@ def _doc(header: BundleHeader) -> dict[str, Any]:
             "layers": [{"diff-id": r.diff_id, "size": r.size} for r in header.layers],
         },
     }
+    if header.base is not None:
+        doc["base"] = {
+            "name": header.base.name,
+            "id": header.base.image_id,
+            "diff-ids": list(header.base.diff_ids),
+        }
+    return doc
 
 
 def dump_header(header: BundleHeader, length: int | None = None) -> bytes:

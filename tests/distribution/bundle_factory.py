@@ -9,7 +9,14 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sandbox.distribution.bundle_format import HEADER_NAME, BundleHeader, LayerRecord, dump_header
+from sandbox.distribution.bundle_format import (
+    HEADER_NAME,
+    BaseRef,
+    BundleHeader,
+    BundleKind,
+    LayerRecord,
+    dump_header,
+)
 from sandbox.policy.manifest import Manifest, manifest_to_labels, parse_manifest_toml
 
 # 1x1 and 48x48 PNG headers are all the installer reads for the size; a tiny valid PNG body
@@ -65,6 +72,9 @@ class Knobs:
     drop_layer_from_manifest_json: bool = False
     extra_members: list[tuple[tarfile.TarInfo, bytes | None]] = field(default_factory=list)
     tags: tuple[str, ...] = ("sandbox-test/tiny:1.0.0",)
+    kind: BundleKind = BundleKind.FULL
+    omit: int = 0  # a partial bundle: leave out the first `omit` layers, naming them as the base
+    omit_extra: bool = False  # also leave out a layer the base reference does not name
 
 
 def _sha(data: bytes) -> str:
@@ -99,9 +109,18 @@ def build_bundle(
         image_id=f"sha256:{config_hex}",
         layers=tuple(LayerRecord(d, len(layer)) for d, layer in zip(diff_ids, layers, strict=True)),
         tags=knobs.tags,
+        kind=knobs.kind,
+        base=(
+            BaseRef("sandbox-test/tiny-base:1", "sha256:" + "b" * 64, tuple(diff_ids[: knobs.omit]))
+            if knobs.kind.partial
+            else None
+        ),
     )
     members: list[tuple[str, bytes]] = [(HEADER_NAME, dump_header(header))]
-    for name, layer in zip(layer_names, layers, strict=True):
+    skip = knobs.omit + (1 if knobs.omit_extra else 0)
+    for i, (name, layer) in enumerate(zip(layer_names, layers, strict=True)):
+        if i < skip:
+            continue
         stored = (
             layer[:600] + bytes([layer[600] ^ 0xFF]) + layer[601:] if knobs.corrupt_layer else layer
         )
