@@ -1,4 +1,4 @@
-"""`sandbox export APP|IMAGE -o FILE`: write an app image as a .sbx bundle, with progress."""
+"""`sandbox export APP|IMAGE -o FILE [--thin --base IMAGE | --delta-from OLD]`: write a bundle."""
 
 from __future__ import annotations
 
@@ -18,16 +18,33 @@ def register(sub: Any) -> None:
     p.add_argument("target", metavar="APP|IMAGE")
     p.add_argument("-o", "--output", metavar="FILE", type=Path, required=True)
     p.add_argument("--docker-host", metavar="URL", help="engine to read the image from")
+    p.add_argument("--thin", action="store_true", help="leave out the base's layers (needs --base)")
+    p.add_argument("--base", metavar="IMAGE", help="the local base image of a --thin bundle")
+    p.add_argument(
+        "--delta-from",
+        metavar="OLD-IMAGE",
+        help="write only the layers the older version OLD-IMAGE lacks (a delta update)",
+    )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from sandbox.cli import EXIT_USAGE
     from sandbox.cli._progress import ProgressBar
-    from sandbox.distribution.bundle_writer import export_image
+    from sandbox.distribution.bundle_format import BundleKind
+    from sandbox.distribution.bundle_writer import export_image, export_partial
     from sandbox.distribution.installed import default_data_home, load_installed
     from sandbox.policy import names
     from sandbox.runtime.docker_adapter import DockerAdapter
 
+    if args.thin != (args.base is not None):
+        print("sandbox: error: --thin and --base IMAGE go together", file=sys.stderr)
+        return EXIT_USAGE
+    if args.thin and args.delta_from:
+        print("sandbox: error: --thin and --delta-from exclude each other", file=sys.stderr)
+        return EXIT_USAGE
     ref = args.target
     if names.is_valid_app_id(ref):
         installed = load_installed(ref, default_data_home())
@@ -36,9 +53,34 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar("exporting")
     with DockerAdapter.from_env(args.docker_host) as adapter:
         try:
-            result = export_image(adapter, ref, args.output, bar)
+            if args.thin:
+                result = export_partial(
+                    adapter,
+                    ref,
+                    args.output,
+                    kind=BundleKind.THIN,
+                    base_ref=args.base,
+                    progress=bar,
+                )
+            elif args.delta_from:
+                result = export_partial(
+                    adapter,
+                    ref,
+                    args.output,
+                    kind=BundleKind.DELTA,
+                    base_ref=args.delta_from,
+                    progress=bar,
+                )
+            else:
+                result = export_image(adapter, ref, args.output, bar)
         finally:
             bar.finish()
     app = result.header.manifest.app
-    print(f"{result.path}: {app.id} {app.version}, {result.size} bytes")
+    header = result.header
+    print(f"{result.path}: {app.id} {app.version}, {result.size} bytes ({header.kind.value})")
+    if header.base is not None:
+        print(
+            f"carries {len(header.carried)} of {len(header.layers)} layers; needs "
+            f"{header.base.name or header.base.image_id[:19]} on the installing host"
+        )
     return 0

@@ -1,10 +1,12 @@
-"""Writes a .sbx bundle from a local image: the header member, then the engine's archive as is.
+"""Writes a .sbx bundle from a local image: the header member, then the engine's archive (all of
+it, or without the layers a base reference names).
 
 Streams: the image is never held in memory; only tar headers and manifest.json are parsed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import posixpath
@@ -15,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from sandbox.distribution import archive
 from sandbox.distribution.bundle_format import (
     HEADER_NAME,
+    BaseRef,
     BundleHeader,
+    BundleKind,
     LayerRecord,
     dump_header,
 )
@@ -176,3 +181,109 @@ def _layers(
             raise BundleError(listed, "layer named in manifest.json is missing")
         records.append(LayerRecord(diff_id, size))
     return tuple(records)
+
+
+def _base_name(ref: str, details: ImageDetails) -> str | None:
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last and ref in details.tags:
+        return ref
+    return details.tags[0] if details.tags else None
+
+
+def partial_base(
+    adapter: DockerAdapter, details: ImageDetails, kind: BundleKind, base_ref: str
+) -> BaseRef:
+    """The base reference a thin or delta bundle of `details` records, checked against it."""
+    base = adapter.image_details(base_ref)
+    if base is None:
+        raise LaunchError(f"image {base_ref} not found")
+    ref = BaseRef(_base_name(base_ref, base), base.id, base.diff_ids)
+    if kind is BundleKind.THIN:
+        k = len(base.diff_ids)
+        if k >= len(details.diff_ids) or details.diff_ids[:k] != base.diff_ids:
+            at = next(
+                (
+                    i
+                    for i, (a, b) in enumerate(zip(base.diff_ids, details.diff_ids, strict=False))
+                    if a != b
+                ),
+                min(k, len(details.diff_ids)),
+            )
+            raise BundleError(
+                "--base", f"{base_ref} is not a base of the image: they differ at layer {at}"
+            )
+        return ref
+    old = manifest_from_labels(base.labels).app.id
+    new = manifest_from_labels(details.labels).app.id
+    if old != new:
+        raise BundleError("--delta-from", f"{base_ref} is {old}, not a version of {new}")
+    if not set(base.diff_ids) & set(details.diff_ids):
+        raise BundleError("--delta-from", f"{base_ref} shares no layer with the image")
+    return ref
+
+
+def export_partial(
+    adapter: DockerAdapter,
+    ref: str,
+    out_path: Path,
+    *,
+    kind: BundleKind,
+    base_ref: str,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Write `ref` as a thin bundle (the layers above `base_ref`) or a delta (the layers the
+    older version `base_ref` lacks); the header records the base. Atomic, as export_image."""
+    details = adapter.image_details(ref)
+    if details is None:
+        raise LaunchError(f"image {ref} not found")
+    manifest = manifest_from_labels(details.labels)
+    base = partial_base(adapter, details, kind, base_ref)
+    save_ref, tags = _save_ref(ref, details)
+    placeholder = BundleHeader(
+        manifest=manifest,
+        image_id=details.id,
+        layers=tuple(LayerRecord(d, 0) for d in details.diff_ids),
+        tags=tags,
+        kind=kind,
+        base=base,
+    )
+    header_bytes = dump_header(placeholder)
+    omit = {d.removeprefix("sha256:") for d in base.diff_ids}
+    out_path = out_path.absolute()
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w+b", buffering=1 << 20) as out:
+            writer = archive.ArchiveWriter(out)
+            writer.add_bytes(HEADER_NAME, header_bytes)
+
+            def on_read(done: int) -> None:
+                if progress is not None:
+                    progress(done, max(done, details.size))
+
+            copied = archive.copy_archive(
+                adapter.image_save_stream(save_ref),
+                writer,
+                drop_digest=lambda d: d in omit,
+                on_read=on_read,
+            )
+            writer.finish()
+            sizes = copied.sizes
+            missing = [d for d in details.diff_ids if d.removeprefix("sha256:") not in sizes]
+            if missing:
+                raise BundleError("engine archive", f"has no tar for layer {missing[0]}")
+            layers = tuple(
+                LayerRecord(d, sizes[d.removeprefix("sha256:")]) for d in details.diff_ids
+            )
+            final = dataclasses.replace(placeholder, layers=layers)
+            out.flush()
+            out.seek(_BLOCK)  # the header's data follows its one-block tar header
+            out.write(dump_header(final, len(header_bytes)))
+            out.flush()
+            os.fsync(out.fileno())
+            size = out.seek(0, os.SEEK_END)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ExportResult(out_path, final, size)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.distribution import desktop
+from sandbox.distribution.bundle_format import BaseRef, BundleHeader, BundleKind
 from sandbox.distribution.bundle_reader import (
     Progress,
     ReadLimits,
@@ -25,6 +26,7 @@ from sandbox.distribution.installed import (
     remove_installed,
     save_installed,
 )
+from sandbox.distribution.partial import LoadOutcome, PartialLoad, find_source, load_partial
 from sandbox.errors import BundleError, LaunchError, ManifestError
 from sandbox.policy.facts import HostFacts
 from sandbox.policy.layers import UserOverride, adds_permissions
@@ -48,6 +50,7 @@ class InstallPreview:
     previous: InstalledApp | None
     new_permissions: tuple[Permission, ...]  # what an update asks beyond the installed version
     facts: HostFacts
+    base_source: str | None = None  # the local image holding the layers a partial file omits
 
     @property
     def needs_consent(self) -> bool:
@@ -98,15 +101,19 @@ def preview_install(
     bundle = verify_bundle(path, limits, progress)
     manifest = bundle.header.manifest
     _check_tags(adapter, bundle)
+    source = None
+    if bundle.header.base is not None and adapter.image_details(bundle.header.image_id) is None:
+        needed = tuple(r.diff_id for r in bundle.header.omitted)
+        source = find_source(adapter, bundle.header.base, needed).id
     host = facts if facts is not None else probe_for(manifest)
     plan = plan_for(manifest, host, site_policy=site_policy, overrides=overrides)
     previous = load_installed(manifest.app.id, data_home)
     if previous is None:
-        return InstallPreview(bundle, plan, InstallAction.INSTALL, None, (), host)
+        return InstallPreview(bundle, plan, InstallAction.INSTALL, None, (), host, source)
     if previous.image_id == bundle.header.image_id and adapter.image_details(previous.image_id):
-        return InstallPreview(bundle, plan, InstallAction.SAME, previous, (), host)
+        return InstallPreview(bundle, plan, InstallAction.SAME, previous, (), host, source)
     added = adds_permissions(previous.manifest, manifest)
-    return InstallPreview(bundle, plan, InstallAction.UPDATE, previous, added, host)
+    return InstallPreview(bundle, plan, InstallAction.UPDATE, previous, added, host, source)
 
 
 def replan(
@@ -127,10 +134,16 @@ def replan(
     return dataclasses.replace(preview, plan=plan)
 
 
-def _drop_image(adapter: DockerAdapter, app: InstalledApp, data_home: Path) -> str | None:
-    """Remove `app`'s image unless another installed app uses it; the image id when removed."""
-    others = [a for a in list_installed(data_home) if a.app_id != app.app_id]
-    if any(a.image_id == app.image_id for a in others):
+def drop_unused_image(adapter: DockerAdapter, app: InstalledApp, data_home: Path) -> str | None:
+    """Remove `app`'s image unless another installed app (or its kept previous version) or a
+    running container uses it; the image id when removed. The caller rules on its own app."""
+    in_use = set()
+    for a in list_installed(data_home):
+        if a.app_id != app.app_id:
+            in_use.add(a.image_id)
+            if a.previous is not None:
+                in_use.add(a.previous.image_id)
+    if app.image_id in in_use or adapter.running_containers_of(app.image_id):
         return None
     details = adapter.image_details(app.image_id)
     if details is None:
@@ -150,12 +163,15 @@ def commit_install(
     *,
     progress: Progress | None = None,
     now: datetime.datetime | None = None,
+    partial_load: PartialLoad = PartialLoad.AUTO,
+    keep_previous: bool = False,
 ) -> InstallResult:
-    """Load the verified bundle, then write the record, icon and menu entry."""
+    """Load the verified bundle, then write the record, icon and menu entry. With
+    `keep_previous` (an update) the replaced version stays, for `sandbox rollback`."""
     bundle = preview.bundle
     header = bundle.header
     if preview.action is not InstallAction.SAME:
-        adapter.image_load_stream(stream_verified(bundle, progress), bundle.size)
+        load_verified(adapter, preview, progress=progress, mode=partial_load)
         loaded = adapter.image_details(header.image_id)
         if loaded is None:
             raise LaunchError(f"the engine did not keep image {header.image_id} after loading")
@@ -178,17 +194,63 @@ def commit_install(
         bundle_sha256=bundle.sha256,
         desktop_file=str(files.desktop),
         icon_file=str(files.icon) if files.icon else None,
+        base=recorded_base(header, preview.previous),
     )
+    previous = preview.previous
+    replaced = previous is not None and previous.image_id != header.image_id
+    if keep_previous and replaced and previous is not None:
+        app = dataclasses.replace(app, previous=dataclasses.replace(previous, previous=None))
     save_installed(app, data_home)
     notes += desktop.register_bundle_type(data_home)
     removed = None
-    previous = preview.previous
-    if previous is not None and previous.image_id != header.image_id:
+    # The version dropped now: the replaced one, or (keeping that) the one it had kept.
+    drop = previous if not keep_previous else (previous.previous if previous else None)
+    if replaced and drop is not None and drop.image_id not in (app.image_id, _kept_id(app)):
         try:
-            removed = _drop_image(adapter, previous, data_home)
+            removed = drop_unused_image(adapter, drop, data_home)
         except LaunchError as exc:
-            notes.append(f"kept the previous image {previous.image_id[:19]}: {exc}")
+            notes.append(f"kept the older image {drop.image_id[:19]}: {exc}")
     return InstallResult(app, files, removed, tuple(notes))
+
+
+def _kept_id(app: InstalledApp) -> str | None:
+    return app.previous.image_id if app.previous is not None else None
+
+
+def recorded_base(header: BundleHeader, previous: InstalledApp | None) -> BaseRef | None:
+    """The base an installed app sits on, as far as its files tell: a thin bundle names it; a
+    delta or full update keeps the previous record's while its layers still lie underneath."""
+    candidates = [header.base if header.kind is BundleKind.THIN else None]
+    if previous is not None:
+        candidates.append(previous.base)
+    ours = tuple(r.diff_id for r in header.layers)
+    for base in candidates:
+        if base is not None and ours[: len(base.diff_ids)] == base.diff_ids:
+            return base
+    return None
+
+
+def load_verified(
+    adapter: DockerAdapter,
+    preview: InstallPreview,
+    *,
+    progress: Progress | None = None,
+    mode: PartialLoad = PartialLoad.AUTO,
+) -> LoadOutcome | None:
+    """Send the verified file to the engine; a partial one through partial.load_partial."""
+    bundle = preview.bundle
+    if bundle.header.base is None or preview.base_source is None:
+        adapter.image_load_stream(stream_verified(bundle, progress), bundle.size)
+        return None
+    diff_ids = tuple(r.diff_id for r in bundle.header.layers)
+    return load_partial(
+        adapter,
+        lambda: stream_verified(bundle, progress),
+        bundle.size,
+        diff_ids,
+        preview.base_source,
+        mode=mode,
+    )
 
 
 @dataclass(frozen=True)
@@ -213,7 +275,9 @@ def uninstall(
     notes: list[str] = []
     removed_image = None
     try:
-        removed_image = _drop_image(adapter, app, data_home)
+        removed_image = drop_unused_image(adapter, app, data_home)
+        if app.previous is not None and app.previous.image_id != app.image_id:
+            drop_unused_image(adapter, app.previous, data_home)
     except LaunchError as exc:
         notes.append(f"kept image {app.image_id[:19]}: {exc}")
     files = desktop.remove_entry(app_id, data_home)

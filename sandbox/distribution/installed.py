@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from sandbox.distribution.bundle_format import BaseRef
 from sandbox.errors import BundleError, ManifestError, PolicyError
 from sandbox.policy import names
 from sandbox.policy.layers import implied
@@ -39,6 +40,8 @@ class InstalledApp:
     bundle_sha256: str
     desktop_file: str | None = None
     icon_file: str | None = None
+    base: BaseRef | None = None  # the base image the app's lower layers are (for rebase)
+    previous: InstalledApp | None = None  # the version `sandbox rollback` restores (one deep)
 
     def uncovered(
         self, plan_or_granted: LaunchPlan | Iterable[Permission]
@@ -84,7 +87,25 @@ def dump_record(app: InstalledApp) -> dict[str, Any]:
         "bundle-sha256": app.bundle_sha256,
         "desktop-file": app.desktop_file,
         "icon-file": app.icon_file,
+        "base": _dump_base(app.base),
+        "previous": dump_record(app.previous) if app.previous is not None else None,
     }
+
+
+def _dump_base(base: BaseRef | None) -> dict[str, Any] | None:
+    if base is None:
+        return None
+    return {"name": base.name, "id": base.image_id, "diff-ids": list(base.diff_ids)}
+
+
+def _parse_base(raw: Any) -> BaseRef | None:
+    if raw is None:
+        return None
+    return BaseRef(
+        None if raw["name"] is None else str(raw["name"]),
+        str(raw["id"]),
+        tuple(str(d) for d in raw["diff-ids"]),
+    )
 
 
 def parse_record(doc: Any, source: str) -> InstalledApp:
@@ -103,6 +124,12 @@ def parse_record(doc: Any, source: str) -> InstalledApp:
             bundle_sha256=str(doc["bundle-sha256"]),
             desktop_file=doc.get("desktop-file"),
             icon_file=doc.get("icon-file"),
+            base=_parse_base(doc.get("base")),
+            previous=(
+                parse_record(doc["previous"], f"{source}: previous")
+                if doc.get("previous") is not None
+                else None
+            ),
         )
     except (KeyError, TypeError) as exc:
         raise BundleError(source, f"record lacks or mistypes {exc}") from None

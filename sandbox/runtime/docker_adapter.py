@@ -49,6 +49,30 @@ class ImageDetails:
 
 
 @dataclass(frozen=True)
+class ImagePlatform:
+    os: str  # "linux"
+    architecture: str  # "amd64", "arm64"
+    variant: str  # "v8" or ""
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One `docker history` row; `size` is 0 both for metadata-only steps and empty layers."""
+
+    created: int  # unix seconds
+    created_by: str
+    comment: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ImageUsage:
+    id: str
+    size: int  # bytes of all its layers
+    shared_size: int  # bytes of those layers that other local images use too
+
+
+@dataclass(frozen=True)
 class ContainerInfo:
     id: str
     labels: Mapping[str, str]
@@ -487,6 +511,80 @@ class DockerAdapter:
         if status != 200:
             raise _engine_error(f"remove image {ref}", status, body)
         return True
+
+    # --- images for updates and rebase (sandbox/distribution/update.py, rebase.py) -----------
+
+    def image_platform(self, ref: str) -> ImagePlatform | None:
+        """The OS and architecture `ref` was built for, or None when there is no such image."""
+        status, body = self._t.request("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json")
+        if status == 404:
+            return None
+        if status != 200:
+            raise _engine_error(f"inspect image {ref}", status, body)
+        raw = json.loads(body)
+        return ImagePlatform(
+            os=str(raw.get("Os") or ""),
+            architecture=str(raw.get("Architecture") or ""),
+            variant=str(raw.get("Variant") or ""),
+        )
+
+    def image_history(self, ref: str) -> tuple[HistoryEntry, ...]:
+        """`docker history` of `ref`, oldest first (one entry per config history entry)."""
+        path = f"/images/{urllib.parse.quote(ref, safe='')}/history"
+        status, body = self._t.request("GET", path)
+        if status == 404:
+            raise LaunchError(f"image {ref} not found")
+        if status != 200:
+            raise _engine_error(f"history of image {ref}", status, body)
+        return tuple(
+            HistoryEntry(
+                created=int(raw.get("Created") or 0),
+                created_by=str(raw.get("CreatedBy") or ""),
+                comment=str(raw.get("Comment") or ""),
+                size=int(raw.get("Size") or 0),
+            )
+            for raw in reversed(json.loads(body) or [])
+        )
+
+    def image_ids(self) -> tuple[str, ...]:
+        """The ids of every local image with a name or a child (not intermediate layers)."""
+        status, body = self._t.request("GET", "/images/json")
+        if status != 200:
+            raise _engine_error("list images", status, body)
+        return tuple(dict.fromkeys(str(raw.get("Id", "")) for raw in json.loads(body) or []))
+
+    def running_containers_of(self, image_id: str) -> tuple[str, ...]:
+        """Ids of the running containers created from exactly `image_id` (any owner)."""
+        status, body = self._t.request("GET", "/containers/json")
+        if status != 200:
+            raise _engine_error("list containers", status, body)
+        return tuple(
+            str(raw["Id"]) for raw in json.loads(body) or [] if raw.get("ImageID") == image_id
+        )
+
+    def image_tag(self, ref: str, name: str) -> None:
+        """Give the image `ref` the name `name` (repo:tag); a name on another image moves."""
+        repo, _, tag = name.rpartition(":")
+        if not repo or "/" in tag:
+            repo, tag = name, "latest"
+        path = f"/images/{urllib.parse.quote(ref, safe='')}/tag?" + _q({"repo": repo, "tag": tag})
+        status, body = self._t.request("POST", path)
+        if status not in (200, 201):
+            raise _engine_error(f"tag image {ref} as {name}", status, body)
+
+    def disk_usage(self) -> tuple[ImageUsage, ...]:
+        """Per image: bytes, bytes shared with other images (`docker system df -v`)."""
+        status, body = self._t.request("GET", "/system/df", timeout=_STREAM_TIMEOUT_S)
+        if status != 200:
+            raise _engine_error("disk usage", status, body)
+        return tuple(
+            ImageUsage(
+                id=str(raw.get("Id", "")),
+                size=int(raw.get("Size") or 0),
+                shared_size=max(0, int(raw.get("SharedSize") or 0)),
+            )
+            for raw in json.loads(body).get("Images") or []
+        )
 
     def close(self) -> None:
         """Nothing is held between calls; kept so callers can use `with`."""
