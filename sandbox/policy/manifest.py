@@ -83,6 +83,7 @@ class AppInfo:
     categories: tuple[str, ...] = ()
     vendor: str | None = None
     description: str | None = None
+    smoke: tuple[str, ...] = ()  # a quick self-check run after a rebase; () runs `command`
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ def _parse_app(value: object) -> AppInfo:
         table,
         "app",
         ("id", "name", "version", "command"),
-        ("icon", "categories", "vendor", "description"),
+        ("icon", "categories", "vendor", "description", "smoke"),
     )
     version = _text(table["version"], "app.version", MAX_VERSION)
     if not _VERSION.fullmatch(version):
@@ -263,6 +264,13 @@ def _parse_app(value: object) -> AppInfo:
         raise ManifestError("app.command", "must not be empty")
     command = tuple(_string(a, f"app.command[{i}]", MAX_ARG) for i, a in enumerate(args))
     _abs_path(command[0], "app.command[0]")
+    smoke: tuple[str, ...] = ()
+    if "smoke" in table:
+        raw_smoke = _list(table["smoke"], "app.smoke", MAX_ARGS)
+        if not raw_smoke:
+            raise ManifestError("app.smoke", "must not be empty (leave it out to run `command`)")
+        smoke = tuple(_string(a, f"app.smoke[{i}]", MAX_ARG) for i, a in enumerate(raw_smoke))
+        _abs_path(smoke[0], "app.smoke[0]")
     categories: list[str] = []
     for i, item in enumerate(_list(table.get("categories", []), "app.categories", MAX_CATEGORIES)):
         where = f"app.categories[{i}]"
@@ -287,6 +295,7 @@ def _parse_app(value: object) -> AppInfo:
             if "description" in table
             else None
         ),
+        smoke=smoke,
     )
 
 
@@ -478,6 +487,8 @@ def dump_manifest(m: Manifest) -> dict[str, Any]:
         app["vendor"] = m.app.vendor
     if m.app.description is not None:
         app["description"] = m.app.description
+    if m.app.smoke:
+        app["smoke"] = list(m.app.smoke)
     caps = m.capabilities
     capabilities: dict[str, Any] = {}
     if caps.display is not None:

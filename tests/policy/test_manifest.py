@@ -295,3 +295,26 @@ def test_every_valid_manifest_round_trips_through_dump_and_labels(m: Manifest) -
 @given(manifests())
 def test_labels_are_deterministic(m: Manifest) -> None:
     assert manifest_to_labels(m) == manifest_to_labels(parse_manifest(dump_manifest(m)))
+
+
+def test_smoke_command_is_optional_and_strict() -> None:
+    from sandbox.policy.manifest import dump_manifest, parse_manifest, parse_manifest_toml
+
+    text = (
+        'manifest-version = 1\n[app]\nid = "com.example.Smoke"\nname = "S"\nversion = "1"\n'
+        'command = ["/bin/app"]\n'
+        "SMOKE\n[capabilities]\n"
+    )
+    assert parse_manifest_toml(text.replace("SMOKE", "")).app.smoke == ()
+    m = parse_manifest_toml(text.replace("SMOKE", 'smoke = ["/bin/app", "--self-test"]'))
+    assert m.app.smoke == ("/bin/app", "--self-test")
+    assert parse_manifest(dump_manifest(m)) == m
+    for bad, where in [
+        ("smoke = []", "app.smoke"),
+        ('smoke = ["bin/app"]', "app.smoke[0]"),
+        ('smoke = "x"', "app.smoke"),
+        ('smoke = ["/bin/app", 3]', "app.smoke[1]"),
+    ]:
+        with pytest.raises(ManifestError) as info:
+            parse_manifest_toml(text.replace("SMOKE", bad))
+        assert info.value.field == where
