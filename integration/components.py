@@ -16,12 +16,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import pytest
 
+if TYPE_CHECKING:
+    import pulsectl
+
 X11_SOCKET_DIR = Path("/tmp/.X11-unix")
 START_TIMEOUT_S = 15.0
+
+T = TypeVar("T")
 
 
 def in_ci() -> bool:
@@ -122,6 +127,36 @@ def x11_answers(display: str, xauthority: str | None) -> str | None:
     if proc.returncode != 0:
         return proc.stderr.decode(errors="replace").strip() or f"exit {proc.returncode}"
     return None
+
+
+def poll(probe: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
+    """`probe()` again every `interval` s until its value is truthy or `timeout` s pass; that value.
+
+    Never fails by itself: the caller asserts on what it got, with its own message.
+    """
+    deadline = time.monotonic() + timeout
+    value = probe()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = probe()
+    return value
+
+
+def wait_until(
+    pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition", interval: float = 0.05
+) -> None:
+    """Return once `pred()` holds; an AssertionError naming `what` if not within `timeout` s."""
+    if not poll(pred, timeout, interval):
+        raise AssertionError(f"{what} not met in {timeout:g} s")
+
+
+def app_sink_inputs(pulse: pulsectl.Pulse, app_id: str) -> list[dict[str, str]]:
+    """The proplists of the server's sink inputs whose application.id is `app_id`."""
+    return [
+        dict(si.proplist)
+        for si in pulse.sink_input_list()
+        if si.proplist.get("application.id") == app_id
+    ]
 
 
 def unix_socket_accepts(path: str) -> str | None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from integration.components import (
@@ -56,6 +58,14 @@ def _engine_url(var: str, default: str | None, what: str) -> str:
 def docker_client_url() -> str:
     """The Docker engine's base url (DOCKER_HOST, default the system socket), answering /_ping."""
     return _engine_url("DOCKER_HOST", DEFAULT_DOCKER_HOST, "Docker engine")
+
+
+@pytest.fixture(scope="session")
+def docker_client(docker_client_url: str) -> Iterator[docker.DockerClient]:
+    """A docker-py client of that engine, shared by the session."""
+    client = docker.DockerClient(base_url=docker_client_url)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")

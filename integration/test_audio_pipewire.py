@@ -12,17 +12,16 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pulsectl
 import pytest
-from docker.types import Mount
 
-from integration.components import PulseServer, private_pipewire_pulse
-from integration.test_audio_pulse_proxy import APP_ID, APP_UID, RECORD, _peak, _proxy, _run
+from integration.components import PulseServer, app_sink_inputs, poll, private_pipewire_pulse
+from integration.containers import APP_UID
+from integration.test_audio_pulse_proxy import APP_ID, RECORD, _peak, _proxy, _run, pulse_client
 from sandbox.policy.facts import AudioServerKind
 from sandbox.probes import pulse as pulse_probe
 from sandbox.providers.pulse.protocol import (
@@ -72,13 +71,6 @@ def pipewire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseServer]:
             subprocess.run(["pactl", *args], env=env, check=True, capture_output=True, timeout=5)
         address = server.env["PULSE_SERVER"]
         yield PulseServer(address, address.removeprefix("unix:"))
-
-
-@pytest.fixture(scope="module")
-def client(docker_client_url: str) -> Iterator[docker.DockerClient]:
-    c = docker.DockerClient(base_url=docker_client_url)
-    yield c
-    c.close()
 
 
 @pytest.fixture
@@ -143,7 +135,7 @@ def _pw_nodes(env: dict[str, str], app_id: str) -> list[dict[str, object]]:
 
 
 def test_container_playback_reaches_pipewire_with_host_identity(
-    client: docker.DockerClient, tools_image: str, pipewire: PulseServer, workdir: Path
+    docker_client: docker.DockerClient, tools_image: str, pipewire: PulseServer, workdir: Path
 ) -> None:
     proxy = _proxy(pipewire, workdir, record=False)
     runtime = str(Path(pipewire.socket_path).parent.parent)
@@ -154,36 +146,15 @@ def test_container_playback_reaches_pipewire_with_host_identity(
     seen: list[dict[str, str]] = []
     nodes: list[dict[str, object]] = []
     try:
-        container = client.containers.run(
+        container = docker_client.containers.run(
             tools_image,
             ["paplay", f"--device={SINK}", "/media/tone.wav"],
             detach=True,
-            user=f"{APP_UID}:{APP_UID}",
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            network_mode="none",
-            read_only=True,
-            environment={
-                "PULSE_SERVER": "unix:/run/sandbox/pulse/native",
-                "PULSE_CLIENTCONFIG": "/run/sandbox/pulse/client.conf",
-                "HOME": "/tmp",
-            },
-            tmpfs={"/tmp": ""},
-            mounts=[
-                Mount("/run/sandbox/pulse", str(workdir / "pulse"), "bind"),
-                Mount("/media", str(workdir), "bind", read_only=True),
-            ],
+            **pulse_client(workdir),
         )
         try:
             with pulsectl.Pulse("sandbox-test", server=pipewire.server) as pulse:
-                deadline = time.monotonic() + 10
-                while not seen and time.monotonic() < deadline:
-                    seen = [
-                        dict(si.proplist)
-                        for si in pulse.sink_input_list()
-                        if si.proplist.get("application.id") == APP_ID
-                    ]
-                    time.sleep(0.05)
+                seen = poll(lambda: app_sink_inputs(pulse, APP_ID), 10)
             nodes = _pw_nodes(pw_env, APP_ID)
             props = seen[0] if seen else {}
             pid = int(props.get("application.process.id", "0"))
@@ -205,7 +176,7 @@ def test_container_playback_reaches_pipewire_with_host_identity(
 
 @pytest.mark.parametrize("record", [False, True], ids=["playback-only", "record-grant"])
 def test_record_grant_and_monitors_on_pipewire(
-    client: docker.DockerClient,
+    docker_client: docker.DockerClient,
     tools_image: str,
     pipewire: PulseServer,
     workdir: Path,
@@ -213,10 +184,10 @@ def test_record_grant_and_monitors_on_pipewire(
 ) -> None:
     proxy = _proxy(pipewire, workdir, record=record)
     try:
-        _, real, _ = _run(client, tools_image, workdir, RECORD.format(dev=MIC))
-        _, monitor, _ = _run(client, tools_image, workdir, RECORD.format(dev=f"{SINK}.monitor"))
+        _, real = _run(docker_client, tools_image, workdir, RECORD.format(dev=MIC))
+        _, monitor = _run(docker_client, tools_image, workdir, RECORD.format(dev=f"{SINK}.monitor"))
         # pipewire-pulse resolves a SINK name used as a source to that sink's monitor.
-        _, sink_name, _ = _run(client, tools_image, workdir, RECORD.format(dev=SINK))
+        _, sink_name = _run(docker_client, tools_image, workdir, RECORD.format(dev=SINK))
     finally:
         proxy.stop()
     assert ("RUNNING" in real) is record, real

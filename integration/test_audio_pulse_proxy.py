@@ -19,25 +19,18 @@ import pulsectl
 import pytest
 from docker.types import Mount
 
-from integration.components import PulseServer
+from integration.components import PulseServer, app_sink_inputs, poll
+from integration.containers import APP_UID, hardened, run_to_end
 from sandbox.providers.pulse.filter import AudioGrant
 from sandbox.providers.pulse.proxy import PulseProxy, write_client_conf
 
 pytestmark = pytest.mark.integration
 
-APP_UID = 1000
 APP_ID = "com.example.Game"
 SINK = "test_null"
 FIXTURE = Path(__file__).resolve().parent.parent / "tests/providers/pulse/fixtures/paplay.bin"
 PROBES = Path(__file__).resolve().parent / "probes"
 STORM_SECONDS = 4
-
-
-@pytest.fixture(scope="module")
-def client(docker_client_url: str) -> Iterator[docker.DockerClient]:
-    c = docker.DockerClient(base_url=docker_client_url)
-    yield c
-    c.close()
 
 
 @pytest.fixture
@@ -86,18 +79,9 @@ def _proxy(pulse_server: PulseServer, workdir: Path, record: bool) -> PulseProxy
     return proxy
 
 
-def _run(
-    client: docker.DockerClient, image: str, workdir: Path, script: str
-) -> tuple[int, str, Any]:
-    container = client.containers.run(
-        image,
-        ["sh", "-c", script],
-        detach=True,
-        user=f"{APP_UID}:{APP_UID}",
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        network_mode="none",
-        read_only=True,
+def pulse_client(workdir: Path, *extra: Mount) -> dict[str, Any]:
+    """Hardened run arguments of a pulse client of the proxy in `workdir` (its files at /media)."""
+    return hardened(
         environment={
             "PULSE_SERVER": "unix:/run/sandbox/pulse/native",
             "PULSE_CLIENTCONFIG": "/run/sandbox/pulse/client.conf",
@@ -107,14 +91,17 @@ def _run(
         mounts=[
             Mount("/run/sandbox/pulse", str(workdir / "pulse"), "bind"),
             Mount("/media", str(workdir), "bind", read_only=True),
-            Mount("/out", str(workdir / "out"), "bind"),
+            *extra,
         ],
     )
-    try:
-        status = container.wait(timeout=60)
-        return int(status["StatusCode"]), container.logs().decode(), container
-    finally:
-        container.remove(force=True)
+
+
+def _run(
+    docker_client: docker.DockerClient, image: str, workdir: Path, script: str
+) -> tuple[int, str]:
+    """`script` in a pulse client container that may write to `workdir`/out (at /out)."""
+    out = Mount("/out", str(workdir / "out"), "bind")
+    return run_to_end(docker_client, image, ["sh", "-c", script], **pulse_client(workdir, out))
 
 
 def _peak(path: Path) -> int:
@@ -125,7 +112,7 @@ def _peak(path: Path) -> int:
 
 
 def test_playback_reaches_the_sink_with_host_identity(
-    client: docker.DockerClient,
+    docker_client: docker.DockerClient,
     tools_image: str,
     pulse_server: PulseServer,
     pulse: pulsectl.Pulse,
@@ -137,35 +124,14 @@ def test_playback_reaches_the_sink_with_host_identity(
     recorder = subprocess.Popen(["parecord", f"--device={SINK}.monitor", str(rec_path)], env=env)
     seen: list[dict[str, str]] = []
     try:
-        container = client.containers.run(
+        container = docker_client.containers.run(
             tools_image,
             ["paplay", f"--device={SINK}", "/media/tone.wav"],
             detach=True,
-            user=f"{APP_UID}:{APP_UID}",
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            network_mode="none",
-            read_only=True,
-            environment={
-                "PULSE_SERVER": "unix:/run/sandbox/pulse/native",
-                "PULSE_CLIENTCONFIG": "/run/sandbox/pulse/client.conf",
-                "HOME": "/tmp",
-            },
-            tmpfs={"/tmp": ""},
-            mounts=[
-                Mount("/run/sandbox/pulse", str(workdir / "pulse"), "bind"),
-                Mount("/media", str(workdir), "bind", read_only=True),
-            ],
+            **pulse_client(workdir),
         )
         try:
-            deadline = time.monotonic() + 10
-            while not seen and time.monotonic() < deadline:
-                seen = [
-                    dict(si.proplist)
-                    for si in pulse.sink_input_list()
-                    if si.proplist.get("application.id") == APP_ID
-                ]
-                time.sleep(0.05)
+            seen = poll(lambda: app_sink_inputs(pulse, APP_ID), 10)
             props = seen[0] if seen else {}
             pid = int(props.get("application.process.id", "0"))
             host_comm = Path(f"/proc/{pid}/comm").read_text().strip() if pid else ""
@@ -200,7 +166,7 @@ RECORD = (
 
 @pytest.mark.parametrize("record", [False, True], ids=["playback-only", "record-grant"])
 def test_record_needs_the_grant_and_never_gets_a_monitor(  # noqa: PLR0917 - pytest fixtures
-    client: docker.DockerClient,
+    docker_client: docker.DockerClient,
     tools_image: str,
     pulse_server: PulseServer,
     mic: str,
@@ -209,8 +175,8 @@ def test_record_needs_the_grant_and_never_gets_a_monitor(  # noqa: PLR0917 - pyt
 ) -> None:
     proxy = _proxy(pulse_server, workdir, record=record)
     try:
-        _, real, _ = _run(client, tools_image, workdir, RECORD.format(dev=mic))
-        _, monitor, _ = _run(client, tools_image, workdir, RECORD.format(dev=f"{SINK}.monitor"))
+        _, real = _run(docker_client, tools_image, workdir, RECORD.format(dev=mic))
+        _, monitor = _run(docker_client, tools_image, workdir, RECORD.format(dev=f"{SINK}.monitor"))
     finally:
         proxy.stop()
     assert ("RUNNING" in real) is record, real
@@ -220,7 +186,7 @@ def test_record_needs_the_grant_and_never_gets_a_monitor(  # noqa: PLR0917 - pyt
 
 
 def test_module_loading_is_refused(
-    client: docker.DockerClient,
+    docker_client: docker.DockerClient,
     tools_image: str,
     pulse_server: PulseServer,
     pulse: pulsectl.Pulse,
@@ -229,13 +195,13 @@ def test_module_loading_is_refused(
     before = {m.name for m in pulse.module_list()}
     proxy = _proxy(pulse_server, workdir, record=True)
     try:
-        rc, out, _ = _run(
-            client,
+        rc, out = _run(
+            docker_client,
             tools_image,
             workdir,
             "pactl load-module module-native-protocol-tcp auth-anonymous=1",
         )
-        info_rc, info, _ = _run(client, tools_image, workdir, "pactl info")
+        info_rc, info = _run(docker_client, tools_image, workdir, "pactl info")
     finally:
         proxy.stop()
     assert rc != 0 and "denied" in out.lower(), out
@@ -316,7 +282,7 @@ def _streams_of(pulse: pulsectl.Pulse, pids: dict[str, int]) -> dict[str, Any]:
 
 
 def test_hostile_container_leaves_server_and_other_clients_playing(
-    client: docker.DockerClient,
+    docker_client: docker.DockerClient,
     base_image: str,
     pulse_server: PulseServer,
     pulse: pulsectl.Pulse,
@@ -350,7 +316,7 @@ def test_hostile_container_leaves_server_and_other_clients_playing(
             streams = _streams_of(pulse, pids)
         assert set(streams) == set(pids), "both players have a sink input before the storm"
         indexes = {name: si.index for name, si in streams.items()}
-        container = client.containers.run(
+        container = docker_client.containers.run(
             base_image,
             [
                 "python3",
@@ -362,16 +328,13 @@ def test_hostile_container_leaves_server_and_other_clients_playing(
                 "20240611",
             ],
             detach=True,
-            user=f"{APP_UID}:{APP_UID}",
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            network_mode="none",
-            read_only=True,
-            mounts=[
-                Mount("/run/sandbox/pulse", str(workdir / "pulse"), "bind"),
-                Mount("/probe", str(PROBES), "bind", read_only=True),
-                Mount("/capture", str(capture), "bind", read_only=True),
-            ],
+            **hardened(
+                mounts=[
+                    Mount("/run/sandbox/pulse", str(workdir / "pulse"), "bind"),
+                    Mount("/probe", str(PROBES), "bind", read_only=True),
+                    Mount("/capture", str(capture), "bind", read_only=True),
+                ],
+            ),
         )
         # While the storm runs: the same two sink inputs, playing, and a server that answers.
         samples = 0

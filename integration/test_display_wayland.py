@@ -9,7 +9,6 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +16,19 @@ import docker
 import pytest
 from docker.types import Mount
 
-from integration.components import WaylandDisplay, require_binary
+from integration.components import WaylandDisplay, poll, require_binary
+from integration.containers import APP_UID, hardened, run_to_end
 from sandbox.providers import posix_acl
 from sandbox.providers.wayland import WaylandGrant, WaylandProvider
 
 PROBES = Path(__file__).resolve().parent / "probes"
-APP_UID = 1000
-
-
-@pytest.fixture
-def client(docker_client_url: str) -> Iterator[docker.DockerClient]:
-    c = docker.DockerClient(base_url=docker_client_url)
-    yield c
-    c.close()
 
 
 def _hardened(grant: WaylandGrant, uid: int = APP_UID) -> dict[str, Any]:
-    return {
-        "user": f"{uid}:{uid}",
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-        "network_mode": "none",
-        "read_only": True,
-        "environment": dict(grant.env),
-        "mounts": [
+    return hardened(
+        uid,
+        environment=dict(grant.env),
+        mounts=[
             Mount(
                 str(grant.container_runtime_dir),
                 str(grant.dir_path),
@@ -49,16 +37,7 @@ def _hardened(grant: WaylandGrant, uid: int = APP_UID) -> dict[str, Any]:
             ),
             Mount("/probe", str(PROBES), "bind", read_only=True),
         ],
-    }
-
-
-def _run(client: docker.DockerClient, image: str, cmd: list[str], **kw: Any) -> tuple[int, str]:
-    container = client.containers.run(image, cmd, detach=True, **kw)
-    try:
-        status = container.wait(timeout=60)
-        return int(status["StatusCode"]), container.logs().decode()
-    finally:
-        container.remove(force=True)
+    )
 
 
 def _acl(path: str) -> bytes | None:
@@ -71,7 +50,7 @@ def _acl(path: str) -> bytes | None:
 def test_app_uid_reaches_the_compositor_and_no_one_else_gains(
     wayland_display: WaylandDisplay,
     tools_image: str,
-    client: docker.DockerClient,
+    docker_client: docker.DockerClient,
     tmp_path: Path,
 ) -> None:
     before = os.stat(wayland_display.socket_path)
@@ -85,12 +64,14 @@ def test_app_uid_reaches_the_compositor_and_no_one_else_gains(
         APP_UID,
     )
     try:
-        code, out = _run(client, tools_image, ["wayland-info"], **_hardened(grant))
+        code, out = run_to_end(docker_client, tools_image, ["wayland-info"], **_hardened(grant))
         assert code == 0, out
         assert "wl_compositor" in out
         # Another uid given the same dir gets nothing; the host socket's owner, group and
         # other rights are what they were.
-        code, out = _run(client, tools_image, ["wayland-info"], **_hardened(grant, uid=1001))
+        code, out = run_to_end(
+            docker_client, tools_image, ["wayland-info"], **_hardened(grant, uid=1001)
+        )
         assert code != 0, out
         during = os.stat(wayland_display.socket_path)
         assert (during.st_uid, during.st_gid) == (before.st_uid, before.st_gid)
@@ -155,7 +136,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_compositor_restart_ends_the_app_connection(
-    base_image: str, client: docker.DockerClient, tmp_path: Path
+    base_image: str, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     """A private Weston: the shared one must not be restarted under other tests."""
     runtime = tmp_path / "runtime"
@@ -166,12 +147,10 @@ def test_compositor_restart_ends_the_app_connection(
     container = None
     try:
         grant = provider.setup(runtime, name, tmp_path / "inst", APP_UID, APP_UID)
-        container = client.containers.run(
+        container = docker_client.containers.run(
             base_image, ["python3", "/probe/wayland_hold.py"], detach=True, **_hardened(grant)
         )
-        deadline = time.monotonic() + 30
-        while b"connected" not in container.logs() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        poll(lambda: b"connected" in container.logs(), 30, 0.1)
         assert b"connected" in container.logs(), container.logs()
         _stop(weston)
         weston = _start_weston(runtime, name)

@@ -15,20 +15,13 @@ import docker
 import pytest
 from docker.types import Mount
 
-from integration.components import X11Display
+from integration.components import X11Display, poll
+from integration.containers import APP_UID, hardened, run_to_end
 from sandbox.attribution import windows
 from sandbox.providers import x11
 from sandbox.providers.x11 import X11Grant, X11Provider
 
 PROBES = Path(__file__).resolve().parent / "probes"
-APP_UID = 1000
-
-
-@pytest.fixture
-def client(docker_client_url: str) -> Iterator[docker.DockerClient]:
-    c = docker.DockerClient(base_url=docker_client_url)
-    yield c
-    c.close()
 
 
 @pytest.fixture
@@ -63,16 +56,11 @@ def _provider(
     return provider, grant
 
 
-def _hardened(grant: X11Grant, extra_mounts: list[Mount] | None = None) -> dict[str, Any]:
-    return {
-        "user": f"{APP_UID}:{APP_UID}",
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-        "network_mode": "none",
-        "read_only": True,
-        "hostname": grant.hostname,
-        "environment": dict(grant.env),
-        "mounts": [
+def _hardened(grant: X11Grant) -> dict[str, Any]:
+    return hardened(
+        hostname=grant.hostname,
+        environment=dict(grant.env),
+        mounts=[
             Mount(str(grant.container_socket_path), str(grant.socket_path), "bind", read_only=True),
             Mount(
                 str(grant.container_xauthority_path),
@@ -81,25 +69,18 @@ def _hardened(grant: X11Grant, extra_mounts: list[Mount] | None = None) -> dict[
                 read_only=True,
             ),
             Mount("/probe", str(PROBES), "bind", read_only=True),
-            *(extra_mounts or []),
         ],
-    }
-
-
-def _run(client: docker.DockerClient, image: str, cmd: list[str], **kw: Any) -> tuple[int, str]:
-    container = client.containers.run(image, cmd, detach=True, **kw)
-    try:
-        status = container.wait(timeout=60)
-        return int(status["StatusCode"]), container.logs().decode()
-    finally:
-        container.remove(force=True)
+    )
 
 
 def _probe(
-    client: docker.DockerClient, image: str, grant: X11Grant, host_window: int
+    docker_client: docker.DockerClient, image: str, grant: X11Grant, host_window: int
 ) -> dict[str, Any]:
-    code, out = _run(
-        client, image, ["python3", "/probe/x11_probe.py", str(host_window)], **_hardened(grant)
+    code, out = run_to_end(
+        docker_client,
+        image,
+        ["python3", "/probe/x11_probe.py", str(host_window)],
+        **_hardened(grant),
     )
     assert code == 0, out
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
@@ -109,7 +90,7 @@ def _probe(
 def test_untrusted_app_cannot_spy_inject_or_tamper(
     x11_display: X11Display,
     base_image: str,
-    client: docker.DockerClient,
+    docker_client: docker.DockerClient,
     host_window: int,
     tmp_path: Path,
 ) -> None:
@@ -118,7 +99,7 @@ def test_untrusted_app_cannot_spy_inject_or_tamper(
         assert grant.authid is not None
         st = grant.xauthority_path.stat()
         assert (st.st_uid, st.st_mode & 0o777) == (APP_UID, 0o600)
-        r = _probe(client, base_image, grant, host_window)
+        r = _probe(docker_client, base_image, grant, host_window)
     finally:
         provider.teardown()
     assert r["own_window"] == "ok"  # the app can draw its own window
@@ -136,14 +117,14 @@ def test_untrusted_app_cannot_spy_inject_or_tamper(
 def test_trusted_grant_shows_the_hole(
     x11_display: X11Display,
     base_image: str,
-    client: docker.DockerClient,
+    docker_client: docker.DockerClient,
     host_window: int,
     tmp_path: Path,
 ) -> None:
     provider, grant = _provider(x11_display, tmp_path, trusted=True)
     try:
         assert grant.authid is None
-        r = _probe(client, base_image, grant, host_window)
+        r = _probe(docker_client, base_image, grant, host_window)
     finally:
         provider.teardown()
     assert not grant.xauthority_path.exists()
@@ -157,7 +138,7 @@ def test_teardown_cuts_off_live_clients_and_the_cookie(
     x11_display: X11Display,
     base_image: str,
     tools_image: str,
-    client: docker.DockerClient,
+    docker_client: docker.DockerClient,
     tmp_path: Path,
 ) -> None:
     provider, grant = _provider(x11_display, tmp_path, trusted=False)
@@ -165,13 +146,11 @@ def test_teardown_cuts_off_live_clients_and_the_cookie(
     kept.write_bytes(grant.xauthority_path.read_bytes())
     os.chown(kept, APP_UID, APP_UID)
     os.chmod(kept, 0o600)
-    container = client.containers.run(
+    container = docker_client.containers.run(
         base_image, ["python3", "/probe/x11_hold.py"], detach=True, **_hardened(grant)
     )
     try:
-        deadline = time.monotonic() + 30
-        while b"connected" not in container.logs() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        poll(lambda: b"connected" in container.logs(), 30, 0.1)
         assert b"connected" in container.logs()
         provider.teardown()
         status = container.wait(timeout=30)
@@ -185,7 +164,7 @@ def test_teardown_cuts_off_live_clients_and_the_cookie(
     kwargs["mounts"][1] = Mount(
         str(grant.container_xauthority_path), str(kept), "bind", read_only=True
     )
-    code, out = _run(client, tools_image, ["xdpyinfo"], **kwargs)
+    code, out = run_to_end(docker_client, tools_image, ["xdpyinfo"], **kwargs)
     assert code != 0, out
 
 
@@ -239,7 +218,7 @@ def _cgroup_dirs(app_id: str) -> list[Path]:
 
 
 def test_windows_names_the_app_of_a_container_window(
-    x11_display: X11Display, tools_image: str, client: docker.DockerClient, tmp_path: Path
+    x11_display: X11Display, tools_image: str, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     app_id = "org.sandboxtest.Eyes"
     provider, grant = _provider(x11_display, tmp_path, trusted=False)
@@ -248,7 +227,7 @@ def test_windows_names_the_app_of_a_container_window(
         env["XAUTHORITY"] = x11_display.xauthority
     host_eyes = subprocess.Popen(["xeyes", "-name", "hosteyes"], env=env)
     kwargs = _hardened(grant)
-    container = client.containers.run(
+    container = docker_client.containers.run(
         tools_image, ["xeyes"], detach=True, cgroup_parent=f"/sandbox/{app_id}", **kwargs
     )
     try:
