@@ -10,13 +10,13 @@ import secrets
 import shutil
 import stat
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from integration.components import missing
+from integration.components import missing, wait_until
+from integration.containers import APP_UID, open_errno_in
 from sandbox.config.catalog import load_catalog
 from sandbox.policy import engine
 from sandbox.policy.facts import (
@@ -53,7 +53,6 @@ pytestmark = pytest.mark.integration
 # granted rule shows up in devices.list) and opening it write-only needs no capability.
 KMSG = (1, 11)
 OTHER = (10, 183)  # hwrng; never granted here (EPERM comes from the cgroup before any driver)
-APP_UID = 1000
 VIDEO_GID = 44
 DEVICES_ROOT = Path("/sys/fs/cgroup/devices")
 
@@ -146,22 +145,7 @@ def _rules(running: Running) -> set[str]:
 
 def _open_in(cid: str, node: str) -> int:
     """errno of a write-only open inside the container as the app's user (0 = it opened)."""
-    script = 'test -e "$1" || { echo ENOENT; exit; }; (: > "$1") 2>&1 && echo OK'
-    done = subprocess.run(
-        ["docker", "exec", "-u", f"{APP_UID}:{APP_UID}", cid, "sh", "-c", script, "sh", node],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,  # a failed open ends that sh with 2; its message says why
-    )
-    out = done.stdout.strip()
-    if out == "OK":
-        return 0
-    if out == "ENOENT":
-        return errno.ENOENT
-    if out.endswith("Operation not permitted"):
-        return errno.EPERM
-    raise AssertionError(f"unexpected open failure of {node}: {out}")
+    return open_errno_in(cid, node, f"{APP_UID}:{APP_UID}")
 
 
 def _mknod_in(pid: int, node: str, number: tuple[int, int]) -> None:
@@ -194,13 +178,6 @@ def test_granted_node_opens_others_do_not_and_cgroup_shows_exactly_the_grant(
         ["docker", "exec", granted.cid, "id", "-G"], capture_output=True, text=True, check=True
     ).stdout.split()
     assert str(VIDEO_GID) in groups
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_hotplug_adds_matching_and_takes_it_away(
@@ -240,14 +217,14 @@ def test_hotplug_adds_matching_and_takes_it_away(
         )
         for e in (metadata, keyboard, camera):
             source.put(e)
-        _wait(lambda: "/dev/video4" in provider.added())
+        wait_until(lambda: "/dev/video4" in provider.added())
         assert _open_in(running.cid, "/dev/video4") == 0
         assert _rules(running) - before == {f"c {KMSG[0]}:{KMSG[1]} rw"}
         for absent in ("/dev/video5", "/dev/input/event3"):
             assert _open_in(running.cid, absent) == errno.ENOENT
 
         source.put(dataclasses.replace(camera, action=DeviceAction.REMOVE, properties=()))
-        _wait(lambda: not provider.added())
+        wait_until(lambda: not provider.added())
         assert _open_in(running.cid, "/dev/video4") == errno.ENOENT
         assert _rules(running) == before
         # even a node put back by hand stays unusable: the rule went with the device

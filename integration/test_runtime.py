@@ -9,13 +9,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import sandbox
+from integration.components import wait_until
 from sandbox.errors import LaunchError
 from sandbox.policy.names import CGROUP_ROOT
 from sandbox.runtime import cgroups, gc, instances
@@ -120,14 +121,6 @@ def run_app(eng: Engine, image: str, script: str) -> tuple[int, str, str]:
     return code, out.getvalue().decode(), err.getvalue().decode()
 
 
-def _wait_for(pred: Callable[[], bool], timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
-
-
 def _app_cgroup_dirs(app_id: str) -> list[str]:
     return [d for d in cgroups.app_dirs(app_id, cgroups.host_hierarchies()) if os.path.exists(d)]
 
@@ -166,7 +159,7 @@ def test_every_pid_maps_to_the_app(engine: Engine) -> None:
             pids = gc.container_pids(APP, session.container_id)
             return len(pids) >= 3
 
-        _wait_for(three)
+        wait_until(three, interval=0.1)
         for pid in pids:
             ident = sandbox.app_for_pid(pid)
             assert ident is not None and ident.app_id == APP
@@ -229,7 +222,7 @@ def test_two_instances_share_one_memory_limit(docker_apps: Engine) -> None:
         stdio=None,
     )
     try:
-        _wait_for(lambda: _usage(SHARED) > 35 << 20)
+        wait_until(lambda: _usage(SHARED) > 35 << 20, interval=0.1)
         second = sandbox.launch(
             sandbox.plan(eng.images[SHARED], engine_url=eng.url),
             args=(f'python3 -c "{hog % 20}"',),
@@ -284,9 +277,9 @@ def test_sigkilled_launcher_then_gc_leaves_nothing(docker_apps: Engine) -> None:
             i.state.app_id == APP and i.state.container_id for i in instances.list_instances(base)
         ) and bool(_app_cgroup_dirs(APP))
 
-    _wait_for(started)
+    wait_until(started, interval=0.1)
     [inst] = [i for i in instances.list_instances(base) if i.state.app_id == APP]
-    _wait_for(lambda: bool(gc.container_pids(APP, inst.state.container_id or "")))
+    wait_until(lambda: bool(gc.container_pids(APP, inst.state.container_id or "")), interval=0.1)
     launcher.send_signal(signal.SIGKILL)
     launcher.wait()
     report = gc.gc((eng.url,))

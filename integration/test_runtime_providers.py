@@ -11,15 +11,15 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pulsectl
 import pytest
 
 import sandbox
-from integration.components import PulseServer, X11Display, missing
+from integration.components import PulseServer, X11Display, app_sink_inputs, missing, wait_until
+from integration.containers import open_errno_in
 from sandbox.policy.facts import DeviceFacts
 from sandbox.policy.plan import HotplugCgroup, HotplugRequest
 from sandbox.providers.devices import DeviceAction, DeviceEvent, HotplugProvider, QueueEventSource
@@ -102,31 +102,6 @@ def pulse(pulse_server: PulseServer) -> Iterator[pulsectl.Pulse]:
         yield p
 
 
-def _wait_for(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError(f"{what} not met in {timeout:g} s")
-        time.sleep(0.05)
-
-
-def _open_in(cid: str, node: str) -> int:
-    """errno of a write-only open inside the container as its user (0 = it opened)."""
-    script = 'test -e "$1" || { echo ENOENT; exit; }; (: > "$1") 2>&1 && echo OK'
-    done = subprocess.run(
-        ["docker", "exec", cid, "sh", "-c", script, "sh", node],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    out = done.stdout.strip()
-    if out == "OK":
-        return 0
-    if out == "ENOENT":
-        return errno.ENOENT
-    if out.endswith("Operation not permitted"):
-        return errno.EPERM
-    raise AssertionError(f"unexpected open failure of {node}: {out}")
-
-
 # --- 1. hotplug through sandbox.launch --------------------------------------------------------
 
 
@@ -149,7 +124,7 @@ def test_hotplug_through_the_runtime(images: dict[str, str]) -> None:
 
     session = sandbox.launch(prepared, args=("sleep 60",), stdio=None)
     try:
-        _wait_for(lambda: any(t.name == provider.name for t in threading.enumerate()))
+        wait_until(lambda: any(t.name == provider.name for t in threading.enumerate()))
         camera = DeviceEvent(
             DeviceAction.ADD, "video4linux", "/dev/video4", *KMSG,
             (("ID_V4L_CAPABILITIES", ":capture:"),),
@@ -160,12 +135,12 @@ def test_hotplug_through_the_runtime(images: dict[str, str]) -> None:
         )  # fmt: skip
         source.put(metadata)
         source.put(camera)
-        _wait_for(lambda: "/dev/video4" in provider.added(), what="hotplugged node")
-        assert _open_in(session.container_id, "/dev/video4") == 0
-        assert _open_in(session.container_id, "/dev/video5") == errno.ENOENT
+        wait_until(lambda: "/dev/video4" in provider.added(), what="hotplugged node")
+        assert open_errno_in(session.container_id, "/dev/video4") == 0
+        assert open_errno_in(session.container_id, "/dev/video5") == errno.ENOENT
         source.put(dataclasses.replace(camera, action=DeviceAction.REMOVE, properties=()))
-        _wait_for(lambda: not provider.added(), what="unplug")
-        assert _open_in(session.container_id, "/dev/video4") == errno.ENOENT
+        wait_until(lambda: not provider.added(), what="unplug")
+        assert open_errno_in(session.container_id, "/dev/video4") == errno.ENOENT
     finally:
         session.stop(timeout_s=1)
         session.wait()
@@ -174,14 +149,6 @@ def test_hotplug_through_the_runtime(images: dict[str, str]) -> None:
 
 
 # --- 3. audio through the API: attribution of the stream ---------------------------------------
-
-
-def _sink_inputs(pulse: pulsectl.Pulse, app_id: str) -> list[dict[str, str]]:
-    return [
-        dict(si.proplist)
-        for si in pulse.sink_input_list()
-        if si.proplist.get("application.id") == app_id
-    ]
 
 
 def test_playback_is_attributed_and_record_refused(
@@ -194,10 +161,10 @@ def test_playback_is_attributed_and_record_refused(
         seen: list[dict[str, str]] = []
 
         def stream() -> bool:
-            seen[:] = _sink_inputs(pulse, AUDIO_APP)
+            seen[:] = app_sink_inputs(pulse, AUDIO_APP)
             return bool(seen)
 
-        _wait_for(stream, what="the app's sink input")
+        wait_until(stream, what="the app's sink input")
         pid = int(seen[0]["application.process.id"])
         ident = sandbox.app_for_pid(pid)
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
@@ -254,8 +221,8 @@ def test_detached_app_keeps_audio_and_tears_down_when_it_ends(
     proxy_socket = inst.path / "pulse" / "native"
     assert proxy_socket.is_socket()
     # the launcher has returned: audio still flows through the supervisor's proxy
-    _wait_for(lambda: bool(_sink_inputs(pulse, DETACHED_APP)), what="detached app's stream")
-    _wait_for(lambda: _gone(inst), timeout=20, what="teardown after the app ended")
+    wait_until(lambda: bool(app_sink_inputs(pulse, DETACHED_APP)), what="detached app's stream")
+    wait_until(lambda: _gone(inst), timeout=20, what="teardown after the app ended")
     assert not proxy_socket.exists()
     assert not _cookie_works(x11_display, kept), "the cookie was revoked"
     assert not DockerAdapter.from_env().containers_with_label("sandbox.app-id", DETACHED_APP)
@@ -284,7 +251,7 @@ def test_gc_after_a_sigkilled_supervisor(
     kept = tmp_path / "kept-cookie"
     kept.write_bytes((inst.path / "Xauthority").read_bytes())
     os.kill(inst.state.launcher_pid, signal.SIGKILL)
-    _wait_for(lambda: not instances.launcher_alive(inst.state.launcher))
+    wait_until(lambda: not instances.launcher_alive(inst.state.launcher))
     assert _cookie_works(x11_display, kept), "nothing revoked it yet"
     report = gc.gc()
     assert not report.problems, report.problems
