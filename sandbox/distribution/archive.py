@@ -132,12 +132,13 @@ def copy_archive(
     entries: bool = True,
     on_read: Callable[[int], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    into: CopyResult | None = None,
 ) -> CopyResult:
     """Copy the tar `chunks` into `writer`, leaving out regular members whose sha256 hex
     `drop_digest` refuses and any member `drop_name` refuses; kept members are stored under
     `prefix` + their name (the names in the result); `entries` false drops every directory and
     link. `stop()` true ends the copy early (the rest is not read)."""
-    result = CopyResult()
+    result = into if into is not None else CopyResult()  # `into`: `stop` may look at it
     reader = _ChunkReader(chunks, on_read)
     try:
         with tarfile.open(fileobj=reader, mode="r|", bufsize=_TAR_BUFSIZE) as tar:  # type: ignore[call-overload]
