@@ -14,6 +14,12 @@ if TYPE_CHECKING:
 def register(sub: Any) -> None:
     ls: argparse.ArgumentParser = sub.add_parser("list", help="list installed apps")
     ls.add_argument("--json", action="store_true", help="print the records as JSON")
+    ls.add_argument(
+        "--disk",
+        action="store_true",
+        help="bytes per app, and bytes shared with other images through common base layers",
+    )
+    ls.add_argument("--docker-host", metavar="URL", help="engine holding the images (--disk)")
     ls.set_defaults(handler=run_list)
 
     info: argparse.ArgumentParser = sub.add_parser(
@@ -47,6 +53,8 @@ def run_list(args: argparse.Namespace) -> int:
     from sandbox.distribution.installed import default_data_home, list_installed
 
     apps = list_installed(default_data_home())
+    if args.disk:
+        return _disk(apps, args)
     if args.json:
         print(json.dumps([_row(a) for a in apps], indent=2, sort_keys=True))
         return 0
@@ -56,6 +64,52 @@ def run_list(args: argparse.Namespace) -> int:
     width = max(len(a.app_id) for a in apps)
     for a in apps:
         print(f"{a.app_id:<{width}}  {a.version:<10} {a.manifest.app.name}")
+    return 0
+
+
+def _disk(apps: tuple[InstalledApp, ...], args: argparse.Namespace) -> int:
+    from sandbox.runtime.docker_adapter import DockerAdapter
+
+    with DockerAdapter.from_env(args.docker_host) as adapter:
+        usage = {u.id: u for u in adapter.disk_usage()}
+    rows: list[dict[str, Any]] = []
+    for a in apps:
+        u = usage.get(a.image_id)
+        kept = usage.get(a.previous.image_id) if a.previous is not None else None
+        rows.append(
+            {
+                "app-id": a.app_id,
+                "version": a.version,
+                "image-id": a.image_id,
+                "bytes": u.size if u else None,
+                "shared-bytes": u.shared_size if u else None,
+                "own-bytes": (u.size - u.shared_size) if u else None,
+                "previous-own-bytes": (kept.size - kept.shared_size) if kept else None,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return 0
+    if not rows:
+        print("no apps installed")
+        return 0
+    width = max(len(r["app-id"]) for r in rows)
+    print(f"{'APP':<{width}}  {'BYTES':>12} {'SHARED':>12} {'OWN':>12}  PREVIOUS(OWN)")
+    for r in rows:
+
+        def n(v: Any) -> str:
+            return "-" if v is None else str(v)
+
+        print(
+            f"{r['app-id']:<{width}}  {n(r['bytes']):>12} {n(r['shared-bytes']):>12} "
+            f"{n(r['own-bytes']):>12}  {n(r['previous-own-bytes'])}"
+        )
+    own = sum(r["own-bytes"] or 0 for r in rows)
+    whole = sum(r["bytes"] or 0 for r in rows)
+    print(
+        f"{len(rows)} app(s): {whole} bytes if each carried its layers; {own} bytes their own; "
+        "the rest lives in layers shared with other images (bases)"
+    )
     return 0
 
 
