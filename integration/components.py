@@ -303,6 +303,18 @@ def private_weston(tmp: Path) -> Iterator[PrivateServer]:
         server.cleanup()
 
 
+def _pactl_answers(pactl: str, server_env: Mapping[str, str]) -> str | None:
+    """None when `pactl info` gets an answer from the server `server_env` names, else why not."""
+    probe = subprocess.run(
+        [pactl, "info"],
+        env=dict(os.environ, **server_env),
+        capture_output=True,
+        timeout=5,
+        check=False,
+    )
+    return None if probe.returncode == 0 else probe.stderr.decode(errors="replace")
+
+
 @contextlib.contextmanager
 def private_pulseaudio(tmp: Path) -> Iterator[PrivateServer]:
     """A second PulseAudio with a null sink and an anonymous unix socket in `tmp`."""
@@ -335,19 +347,8 @@ def private_pulseaudio(tmp: Path) -> Iterator[PrivateServer]:
     )
     server_env = {"PULSE_SERVER": f"unix:{socket_path}"}
     server = PrivateServer("pulseaudio", server_env, proc, (socket_path,))
-
-    def answers() -> str | None:
-        probe = subprocess.run(
-            [pactl, "info"],
-            env=dict(os.environ, **server_env),
-            capture_output=True,
-            timeout=5,
-            check=False,
-        )
-        return None if probe.returncode == 0 else probe.stderr.decode(errors="replace")
-
     try:
-        _wait("pulseaudio", proc, log, answers)
+        _wait("pulseaudio", proc, log, functools.partial(_pactl_answers, pactl, server_env))
         yield server
     finally:
         server.cleanup()
@@ -398,16 +399,6 @@ def private_pipewire_pulse(tmp: Path) -> Iterator[PrivateServer]:
         )
     server_env = {"PULSE_SERVER": f"unix:{socket_path}"}
 
-    def answers() -> str | None:
-        probe = subprocess.run(
-            [pactl, "info"],
-            env=dict(os.environ, **server_env),
-            capture_output=True,
-            timeout=5,
-            check=False,
-        )
-        return None if probe.returncode == 0 else probe.stderr.decode(errors="replace")
-
     def stop_group() -> None:
         for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
@@ -422,7 +413,7 @@ def private_pipewire_pulse(tmp: Path) -> Iterator[PrivateServer]:
                     return
 
     try:
-        _wait("pipewire-pulse", proc, log, answers)
+        _wait("pipewire-pulse", proc, log, functools.partial(_pactl_answers, pactl, server_env))
         yield PrivateServer("pipewire-pulse", server_env, proc, ())
     finally:
         stop_group()
