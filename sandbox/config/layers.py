@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from sandbox.errors import PolicyError
+from sandbox.fileutil import write_atomic
 from sandbox.policy import names
 from sandbox.policy.layers import (
     SitePolicy,
@@ -83,14 +83,5 @@ def write_override(override: UserOverride, directory: Path | None = None) -> Pat
         path.unlink(missing_ok=True)
         return path
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(dump_override(override))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, dump_override(override).encode("utf-8"), durable=True)
     return path

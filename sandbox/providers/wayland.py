@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sandbox.errors import ProviderError
+from sandbox.fileutil import write_atomic
 from sandbox.providers import posix_acl
 
 STATE_FILE = "wayland.json"
@@ -179,11 +180,8 @@ def _remove_dir(grants_dir: Path, grant_dir: Path, acl_uid: int | None) -> None:
 
 
 def _write_state(instance_dir: Path, grant_dir: Path, acl_uid: int | None) -> None:
-    path = instance_dir / STATE_FILE
-    tmp = instance_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps({"dir": str(grant_dir), "acl_uid": acl_uid}))
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    state = {"dir": str(grant_dir), "acl_uid": acl_uid}
+    write_atomic(instance_dir / STATE_FILE, json.dumps(state).encode("utf-8"))
 
 
 def collect(instance_dir: Path) -> None:

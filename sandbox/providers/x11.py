@@ -19,6 +19,7 @@ from Xlib import error as xerror
 from Xlib.ext import security
 
 from sandbox.errors import ProviderError
+from sandbox.fileutil import write_atomic
 from sandbox.providers import xauth
 
 STATE_FILE = "x11.json"
@@ -273,11 +274,7 @@ def _write_state(
     instance_dir: Path, display: str, authid: int, server: tuple[int, int, int]
 ) -> None:
     state = {"display": display, "authid": authid, "server": list(server)}
-    path = instance_dir / STATE_FILE
-    tmp = instance_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state))
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    write_atomic(instance_dir / STATE_FILE, json.dumps(state).encode("utf-8"))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.errors import LaunchError
+from sandbox.fileutil import write_atomic
 
 STATE_FILE = "state.json"
 PENDING_PREFIX = ".pending-"
@@ -106,11 +107,7 @@ class Instance:
 
     def save(self) -> None:
         data = json.dumps(asdict(self.state), indent=2)
-        tmp = self.path / (STATE_FILE + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-        os.replace(tmp, self.path / STATE_FILE)
+        write_atomic(self.path / STATE_FILE, data.encode("utf-8"))
 
 
 def new_instance(base: Path, state: InstanceState) -> Instance:
