@@ -5,17 +5,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from sandbox.errors import ProviderError
-from sandbox.fileutil import write_atomic
 from sandbox.providers import posix_acl
+from sandbox.providers import state as provider_state
 
 STATE_FILE = "wayland.json"
 # Under the host runtime dir, because a hard link must stay on the socket's filesystem.
@@ -180,21 +180,22 @@ def _remove_dir(grants_dir: Path, grant_dir: Path, acl_uid: int | None) -> None:
 
 
 def _write_state(instance_dir: Path, grant_dir: Path, acl_uid: int | None) -> None:
-    state = {"dir": str(grant_dir), "acl_uid": acl_uid}
-    write_atomic(instance_dir / STATE_FILE, json.dumps(state).encode("utf-8"))
+    provider_state.write_state(
+        instance_dir / STATE_FILE, {"dir": str(grant_dir), "acl_uid": acl_uid}
+    )
+
+
+def _parse_state(raw: Any) -> tuple[Path, int | None]:
+    return Path(str(raw["dir"])), None if raw["acl_uid"] is None else int(raw["acl_uid"])
 
 
 def collect(instance_dir: Path) -> None:
     """gc (and teardown) for one instance dir: remove its Wayland dir and ACL entry."""
     path = instance_dir / STATE_FILE
-    try:
-        raw = json.loads(path.read_text())
-        grant_dir = Path(str(raw["dir"]))
-        acl_uid = None if raw["acl_uid"] is None else int(raw["acl_uid"])
-    except FileNotFoundError:
+    state = provider_state.read_state(path, "Wayland", _parse_state)
+    if state is None:
         return
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ProviderError(f"{path}: malformed Wayland state: {exc}") from exc
+    grant_dir, acl_uid = state
     if grant_dir.parent.name != GRANTS_DIR:
         raise ProviderError(f"{path}: {grant_dir} is not a Wayland grant dir")
     if grant_dir.parent.is_dir():

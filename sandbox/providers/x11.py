@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import socket
@@ -19,7 +18,7 @@ from Xlib import error as xerror
 from Xlib.ext import security
 
 from sandbox.errors import ProviderError
-from sandbox.fileutil import write_atomic
+from sandbox.providers import state as provider_state
 from sandbox.providers import xauth
 
 STATE_FILE = "x11.json"
@@ -274,7 +273,7 @@ def _write_state(
     instance_dir: Path, display: str, authid: int, server: tuple[int, int, int]
 ) -> None:
     state = {"display": display, "authid": authid, "server": list(server)}
-    write_atomic(instance_dir / STATE_FILE, json.dumps(state).encode("utf-8"))
+    provider_state.write_state(instance_dir / STATE_FILE, state)
 
 
 @dataclass(frozen=True)
@@ -286,16 +285,13 @@ class X11State:
     server: tuple[int, int, int]
 
 
+def _parse_state(raw: Any) -> X11State:
+    dev, ino, ctime = (int(v) for v in raw["server"])
+    return X11State(str(raw["display"]), int(raw["authid"]), (dev, ino, ctime))
+
+
 def read_state(instance_dir: Path) -> X11State | None:
-    path = instance_dir / STATE_FILE
-    try:
-        raw = json.loads(path.read_text())
-        dev, ino, ctime = (int(v) for v in raw["server"])
-        return X11State(str(raw["display"]), int(raw["authid"]), (dev, ino, ctime))
-    except FileNotFoundError:
-        return None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ProviderError(f"{path}: malformed X11 state: {exc}") from exc
+    return provider_state.read_state(instance_dir / STATE_FILE, "X11", _parse_state)
 
 
 def revoke(display: str, user_xauthority: Path | None, authid: int) -> bool:
