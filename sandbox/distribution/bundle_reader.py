@@ -361,7 +361,8 @@ def _check_image(
     for i, (layer_name, diff_id) in enumerate(zip(layer_names, diff_ids, strict=True)):
         if header.layers[i].diff_id != diff_id:
             raise BundleError(
-                HEADER_NAME, f"image.layers[{i}] says {header.layers[i].diff_id}, the config {diff_id}"
+                HEADER_NAME,
+                f"image.layers[{i}] says {header.layers[i].diff_id}, the config {diff_id}",
             )
         try:
             path, layer = _resolve(members, _norm(layer_name, MANIFEST_JSON), MANIFEST_JSON)
