@@ -276,10 +276,13 @@ def uninstall(
     removed_image = None
     try:
         removed_image = drop_unused_image(adapter, app, data_home)
-        if app.previous is not None and app.previous.image_id != app.image_id:
-            drop_unused_image(adapter, app.previous, data_home)
     except LaunchError as exc:
         notes.append(f"kept image {app.image_id[:19]}: {exc}")
+    if app.previous is not None and app.previous.image_id != app.image_id:
+        try:
+            drop_unused_image(adapter, app.previous, data_home)
+        except LaunchError as exc:
+            notes.append(f"kept the previous version's image {app.previous.image_id[:19]}: {exc}")
     files = desktop.remove_entry(app_id, data_home)
     remove_installed(app_id, data_home)
     notes += desktop.refresh_caches(data_home)
