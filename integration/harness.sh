@@ -24,7 +24,8 @@ DOCKER_SOCK=/var/run/docker.sock
 WAYLAND_SOCKET=wayland-sandbox
 APT_PACKAGES=(docker.io xvfb xauth weston pulseaudio pulseaudio-utils umockdev x11-utils x11-apps
     wayland-utils sox xdotool podman uidmap desktop-file-utils shared-mime-info xdg-utils acl
-    debootstrap iproute2 procps ca-certificates)
+    debootstrap iproute2 procps ca-certificates
+    pipewire pipewire-pulse pipewire-bin wireplumber dbus-daemon)  # the proxy is tested on both servers
 
 log() { printf 'harness: %s\n' "$*" >&2; }
 die() { printf 'harness: error: %s\n' "$*" >&2; exit 1; }

@@ -1,8 +1,7 @@
-"""Opt-in integration: the per-app pulse proxy in front of pipewire-pulse instead of PulseAudio.
+"""Integration: the per-app pulse proxy in front of pipewire-pulse instead of PulseAudio.
 
-Skipped, in CI too, unless SANDBOX_TEST_PIPEWIRE=1: the harness installs and starts PulseAudio
-only, and CI must not depend on PipeWire (three daemons, a D-Bus session, a distribution-specific
-package set). With the variable set, missing PipeWire binaries are a failure, not a skip.
+The harness installs PipeWire; each test starts its own private pipewire + wireplumber +
+pipewire-pulse under a D-Bus session. Missing binaries fail the test in CI (skip elsewhere).
 """
 
 from __future__ import annotations
@@ -19,7 +18,13 @@ import docker
 import pulsectl
 import pytest
 
-from integration.components import PulseServer, app_sink_inputs, poll, private_pipewire_pulse
+from integration.components import (
+    PulseServer,
+    app_sink_inputs,
+    missing,
+    poll,
+    private_pipewire_pulse,
+)
 from integration.containers import APP_UID
 from integration.test_audio_pulse_proxy import APP_ID, RECORD, _peak, _proxy, _run, pulse_client
 from sandbox.policy.facts import AudioServerKind
@@ -37,11 +42,7 @@ from sandbox.providers.pulse.protocol import (
     parse_packet,
 )
 
-ENABLED = os.environ.get("SANDBOX_TEST_PIPEWIRE") == "1"
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not ENABLED, reason="PipeWire tests are opt-in: SANDBOX_TEST_PIPEWIRE=1"),
-]
+pytestmark = [pytest.mark.integration]
 
 SINK = "test_null"
 MIC = "test_mic"
@@ -53,7 +54,7 @@ def pipewire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseServer]:
     """pipewire-pulse with a null sink and a virtual (non-monitor) source, defaults set."""
     absent = [b for b in BINARIES if shutil.which(b) is None]
     if absent:
-        pytest.fail(f"SANDBOX_TEST_PIPEWIRE=1 but not installed: {', '.join(absent)}")
+        missing(f"PipeWire is not installed: {', '.join(absent)}")
     tmp = tmp_path_factory.mktemp("pipewire")
     with private_pipewire_pulse(tmp) as server:
         env = dict(os.environ, **server.env)
