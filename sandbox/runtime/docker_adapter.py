@@ -7,6 +7,7 @@ import os
 import socket
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -17,15 +18,26 @@ from sandbox.policy.plan import MountKind, NetworkMode, SeccompProfile
 if TYPE_CHECKING:
     import http.client
 
+    from docker import APIClient
+    from docker.errors import APIError
+
     from sandbox.runtime.spec import ContainerSpec
 
-# The hot calls (create, attach, start, wait, stop, remove, list) speak the Engine API directly
-# over the engine's socket: importing docker-py costs ~170 ms, more than half a `docker run`.
-# Both Docker and Podman's compatible service accept these unversioned paths. TLS and ssh
-# endpoints are refused with a clear error (forward the socket locally instead).
+# Two clients, one endpoint (from_env's resolver) and one error mapping (LaunchError):
+# - launch hot path: raw Engine API (measured: import docker = 170 ms, more than half a
+#   `docker run`): create, attach, wait, start, stop, remove, inspect, containers_with_label,
+#   image_labels and images_with_label (`sandbox run` resolution), over the engine's socket
+#   with unversioned paths that Docker and Podman's compatible service both accept;
+# - image management (distribution: inspect details, save stream, load stream, remove,
+#   platform, history, tag, disk usage, image ids, running containers of an image): docker-py's
+#   low-level `docker.APIClient`, imported lazily on the first such call.
+# TLS and ssh endpoints are refused with a clear error (forward the socket locally instead).
 
 _TIMEOUT_S = 30.0
 _STREAM_TIMEOUT_S = 600.0  # save/load of a large image: per socket operation
+# docker-py's paths are versioned: 1.41 is Docker 20.10's API and what Podman's compatible
+# service answers; a fixed version spares the `GET /version` round trip that "auto" costs.
+_API_VERSION = "1.41"
 STDOUT, STDERR = 1, 2
 
 
@@ -89,6 +101,64 @@ def _engine_error(what: str, status: int, body: bytes) -> LaunchError:
     return LaunchError(f"{what}: the engine answered {status}: {message.strip()}")
 
 
+def _explain(exc: APIError) -> str:
+    return str(exc.explanation or exc).strip()
+
+
+def _os_cause(exc: BaseException) -> str:
+    """The socket error under requests' and urllib3's wrappers ("[Errno 111] Connection
+    refused"), or the whole text when there is none."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno is not None:
+            return str(e)
+        links = (*e.args, getattr(e, "reason", None), e.__cause__, e.__context__)
+        todo.extend(x for x in links if isinstance(x, BaseException))
+    return str(exc)
+
+
+def _not_found() -> type[Exception]:
+    import docker.errors
+
+    return docker.errors.NotFound
+
+
+class _Upload:
+    """A load's body: the caller's chunks, with the exception they raised kept aside."""
+
+    def __init__(self, chunks: Iterable[bytes], size: int | None) -> None:
+        self._chunks = chunks
+        self._size = size
+        self.error: BaseException | None = None
+
+    def _each(self) -> Iterator[bytes]:
+        try:
+            yield from self._chunks
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def body(self) -> Iterable[bytes]:
+        # requests sends a Content-Length for a body with a length, else chunked encoding.
+        return self._each() if self._size is None else _Sized(self._each(), self._size)
+
+
+class _Sized:
+    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
+        self._chunks = chunks
+        self._size = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def __len__(self) -> int:
+        return self._size
+
+
 class _RawTransport:
     """HTTP/1.1 to a unix or plain tcp endpoint; one connection per call (the engine is local)."""
 
@@ -100,6 +170,11 @@ class _RawTransport:
     @property
     def where(self) -> str:
         return self._unix or f"{self._host}:{self._port}"
+
+    @property
+    def base_url(self) -> str:
+        """The same endpoint as docker-py spells it."""
+        return f"unix://{self._unix}" if self._unix else f"tcp://{self._host}:{self._port}"
 
     def _socket(self, timeout: float | None) -> socket.socket:
         try:
@@ -289,6 +364,7 @@ class DockerAdapter:
     def __init__(self, transport: _RawTransport, url: str) -> None:
         self._t = transport
         self.url = url
+        self._apis: dict[float, APIClient] = {}
 
     @classmethod
     def from_env(cls, base_url: str | None = None) -> DockerAdapter:
@@ -422,16 +498,65 @@ class DockerAdapter:
             )
         return tuple(out)
 
-    # --- images for distribution (bundle export/install); kept apart from the runtime calls ---
+    # --- image management (distribution, updates, rebase): docker-py, see the module comment ---
+
+    def _api(self, timeout_s: float = _TIMEOUT_S) -> APIClient:
+        """docker-py's low-level client on this adapter's endpoint (one per timeout, kept).
+
+        types-docker leaves inspect_image, history and load_image unannotated, hence the
+        no-untyped-call ignores on those calls.
+        """
+        api = self._apis.get(timeout_s)
+        if api is None:
+            import docker
+
+            with self._engine_errors("connect"):
+                api = docker.APIClient(
+                    base_url=self._t.base_url, version=_API_VERSION, timeout=int(timeout_s)
+                )
+            # Same endpoint as the raw client: no proxy or netrc from the environment.
+            api.trust_env = False
+            self._apis[timeout_s] = api
+        return api
+
+    @contextmanager
+    def _engine_errors(self, what: str, image: str | None = None) -> Iterator[None]:
+        """docker-py's and requests' errors as LaunchErrors; others (a caller's) pass through."""
+        import docker.errors
+        import requests.exceptions
+
+        try:
+            yield
+        except docker.errors.NotFound as exc:  # ImageNotFound included
+            if image is not None:
+                raise LaunchError(f"image {image} not found") from exc
+            raise LaunchError(f"{what}: the engine answered 404: {_explain(exc)}") from exc
+        except docker.errors.APIError as exc:
+            raise LaunchError(
+                f"{what}: the engine answered {exc.status_code}: {_explain(exc)}"
+            ) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise LaunchError(
+                f"{what}: cannot reach the container engine at {self.url}: {_os_cause(exc)}"
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            raise LaunchError(f"{what}: engine connection failed: {exc}") from exc
+        except docker.errors.DockerException as exc:
+            raise LaunchError(f"{what}: {exc}") from exc
+
+    def _inspect_image(self, ref: str) -> dict[str, Any] | None:
+        with self._engine_errors(f"inspect image {ref}"):
+            try:
+                raw: dict[str, Any] = self._api().inspect_image(ref)  # type: ignore[no-untyped-call]
+            except _not_found():
+                return None
+        return raw
 
     def image_details(self, ref: str) -> ImageDetails | None:
         """What `docker image inspect` says of `ref`, or None when the engine has no such image."""
-        status, body = self._t.request("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json")
-        if status == 404:
+        raw = self._inspect_image(ref)
+        if raw is None:
             return None
-        if status != 200:
-            raise _engine_error(f"inspect image {ref}", status, body)
-        raw = json.loads(body)
         labels = (raw.get("Config") or {}).get("Labels") or {}
         return ImageDetails(
             id=str(raw.get("Id", "")),
@@ -443,18 +568,13 @@ class DockerAdapter:
 
     def image_save_stream(self, ref: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """The `docker save` archive of `ref` as it arrives; nothing is buffered whole."""
-        conn = self._t.connection(timeout=_STREAM_TIMEOUT_S)
-        try:
-            conn.request("GET", f"/images/{urllib.parse.quote(ref, safe='')}/get")
-            resp = conn.getresponse()
-            if resp.status != 200:
-                raise _engine_error(f"save image {ref}", resp.status, resp.read())
-            while chunk := resp.read(chunk_size):
-                yield chunk
-        except OSError as exc:
-            raise LaunchError(f"save image {ref}: engine connection failed: {exc}") from exc
-        finally:
-            conn.close()
+        with self._engine_errors(f"save image {ref}", image=ref):
+            stream = self._api(_STREAM_TIMEOUT_S).get_image(ref, chunk_size=chunk_size)
+            try:
+                for chunk in stream:
+                    yield bytes(chunk)
+            finally:
+                stream.close()
 
     def image_load_stream(
         self, chunks: Iterable[bytes], size: int | None = None
@@ -462,66 +582,49 @@ class DockerAdapter:
         """`docker load` from `chunks` as produced; the names/ids it loaded. With `size` the
         body goes with a Content-Length (as `docker load -i` sends it), else chunked.
 
-        An exception raised by `chunks` aborts the upload: the engine sees a truncated archive
-        and loads nothing from it.
+        An exception raised by `chunks` aborts the upload (the engine sees a truncated archive
+        and loads nothing from it) and reaches the caller as it was raised.
         """
-        conn = self._t.connection(timeout=_STREAM_TIMEOUT_S)
-        headers = {"Content-Type": "application/x-tar"}
-        if size is not None:
-            headers["Content-Length"] = str(size)
-        try:
-            conn.request(
-                "POST",
-                "/images/load?quiet=1",
-                body=iter(chunks),
-                headers=headers,
-                encode_chunked=size is None,
-            )
-            resp = conn.getresponse()
-            body = resp.read()
-        except OSError as exc:
-            raise LaunchError(f"load image: engine connection failed: {exc}") from exc
-        finally:
-            conn.close()
-        if resp.status != 200:
-            raise _engine_error("load image", resp.status, body)
+        upload = _Upload(chunks, size)
         loaded: list[str] = []
-        for line in body.decode(errors="replace").splitlines():
-            if not line.strip():
-                continue
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if msg.get("error") or msg.get("errorDetail"):
-                detail = msg.get("error") or (msg.get("errorDetail") or {}).get("message")
-                raise LaunchError(f"load image: the engine refused the archive: {detail}")
-            text = str(msg.get("stream") or "")
-            for prefix in ("Loaded image ID: ", "Loaded image: "):
-                if text.startswith(prefix):
-                    loaded.append(text[len(prefix) :].strip())
+        try:
+            with self._engine_errors("load image"):
+                api = self._api(_STREAM_TIMEOUT_S)
+                progress = api.load_image(upload.body(), quiet=True)  # type: ignore[no-untyped-call]
+                for msg in progress:
+                    if not isinstance(msg, dict):
+                        continue
+                    if msg.get("error") or msg.get("errorDetail"):
+                        detail = msg.get("error") or (msg.get("errorDetail") or {}).get("message")
+                        raise LaunchError(f"load image: the engine refused the archive: {detail}")
+                    text = str(msg.get("stream") or "")
+                    for prefix in ("Loaded image ID: ", "Loaded image: "):
+                        if text.startswith(prefix):
+                            loaded.append(text[len(prefix) :].strip())
+        except LaunchError:
+            # requests wraps what a body iterator raises (as a connection error): the caller's
+            # own exception is the one that says what went wrong.
+            if upload.error is not None:
+                raise upload.error from None
+            raise
+        if upload.error is not None:
+            raise upload.error
         return tuple(loaded)
 
     def image_remove(self, ref: str) -> bool:
         """Untag and delete `ref` (not forced: an image a container uses stays); False if absent."""
-        path = f"/images/{urllib.parse.quote(ref, safe='')}?" + _q({"noprune": "false"})
-        status, body = self._t.request("DELETE", path)
-        if status == 404:
-            return False
-        if status != 200:
-            raise _engine_error(f"remove image {ref}", status, body)
+        with self._engine_errors(f"remove image {ref}"):
+            try:
+                self._api().remove_image(ref, force=False, noprune=False)
+            except _not_found():
+                return False
         return True
-
-    # --- images for updates and rebase (sandbox/distribution/update.py, rebase.py) -----------
 
     def image_platform(self, ref: str) -> ImagePlatform | None:
         """The OS and architecture `ref` was built for, or None when there is no such image."""
-        status, body = self._t.request("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json")
-        if status == 404:
+        raw = self._inspect_image(ref)
+        if raw is None:
             return None
-        if status != 200:
-            raise _engine_error(f"inspect image {ref}", status, body)
-        raw = json.loads(body)
         return ImagePlatform(
             os=str(raw.get("Os") or ""),
             architecture=str(raw.get("Architecture") or ""),
@@ -530,12 +633,8 @@ class DockerAdapter:
 
     def image_history(self, ref: str) -> tuple[HistoryEntry, ...]:
         """`docker history` of `ref`, oldest first (one entry per config history entry)."""
-        path = f"/images/{urllib.parse.quote(ref, safe='')}/history"
-        status, body = self._t.request("GET", path)
-        if status == 404:
-            raise LaunchError(f"image {ref} not found")
-        if status != 200:
-            raise _engine_error(f"history of image {ref}", status, body)
+        with self._engine_errors(f"history of image {ref}", image=ref):
+            rows: list[dict[str, Any]] = self._api().history(ref) or []  # type: ignore[no-untyped-call]
         return tuple(
             HistoryEntry(
                 created=int(raw.get("Created") or 0),
@@ -543,51 +642,47 @@ class DockerAdapter:
                 comment=str(raw.get("Comment") or ""),
                 size=int(raw.get("Size") or 0),
             )
-            for raw in reversed(json.loads(body) or [])
+            for raw in reversed(rows)
         )
 
     def image_ids(self) -> tuple[str, ...]:
         """The ids of every local image with a name or a child (not intermediate layers)."""
-        status, body = self._t.request("GET", "/images/json")
-        if status != 200:
-            raise _engine_error("list images", status, body)
-        return tuple(dict.fromkeys(str(raw.get("Id", "")) for raw in json.loads(body) or []))
+        with self._engine_errors("list images"):
+            ids: list[str] = self._api().images(quiet=True) or []
+        return tuple(dict.fromkeys(str(i) for i in ids))
 
     def running_containers_of(self, image_id: str) -> tuple[str, ...]:
         """Ids of the running containers created from exactly `image_id` (any owner)."""
-        status, body = self._t.request("GET", "/containers/json")
-        if status != 200:
-            raise _engine_error("list containers", status, body)
-        return tuple(
-            str(raw["Id"]) for raw in json.loads(body) or [] if raw.get("ImageID") == image_id
-        )
+        with self._engine_errors("list containers"):
+            rows: list[dict[str, Any]] = self._api().containers() or []
+        return tuple(str(raw["Id"]) for raw in rows if raw.get("ImageID") == image_id)
 
     def image_tag(self, ref: str, name: str) -> None:
         """Give the image `ref` the name `name` (repo:tag); a name on another image moves."""
         repo, _, tag = name.rpartition(":")
         if not repo or "/" in tag:
             repo, tag = name, "latest"
-        path = f"/images/{urllib.parse.quote(ref, safe='')}/tag?" + _q({"repo": repo, "tag": tag})
-        status, body = self._t.request("POST", path)
-        if status not in (200, 201):
-            raise _engine_error(f"tag image {ref} as {name}", status, body)
+        with self._engine_errors(f"tag image {ref} as {name}", image=ref):
+            self._api().tag(ref, repo, tag)
 
     def disk_usage(self) -> tuple[ImageUsage, ...]:
         """Per image: bytes, bytes shared with other images (`docker system df -v`)."""
-        status, body = self._t.request("GET", "/system/df", timeout=_STREAM_TIMEOUT_S)
-        if status != 200:
-            raise _engine_error("disk usage", status, body)
+        with self._engine_errors("disk usage"):
+            raw_df = self._api(_STREAM_TIMEOUT_S).df()
         return tuple(
             ImageUsage(
                 id=str(raw.get("Id", "")),
                 size=int(raw.get("Size") or 0),
                 shared_size=max(0, int(raw.get("SharedSize") or 0)),
             )
-            for raw in json.loads(body).get("Images") or []
+            for raw in raw_df.get("Images") or []
         )
 
     def close(self) -> None:
-        """Nothing is held between calls; kept so callers can use `with`."""
+        """The raw client holds nothing between calls; docker-py's clients hold a session."""
+        apis, self._apis = self._apis, {}
+        for api in apis.values():
+            api.close()
 
     def __enter__(self) -> DockerAdapter:
         return self
