@@ -1,4 +1,4 @@
-"""The demo app that runs inside the sandbox: a window, a tone, and a save file read back next run."""
+"""Demo app run inside the sandbox: a window, a tone, a save read back; touches no host path."""
 
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ def play_tone(seconds: float = 0.5) -> str:
         w.writeframes(bytes(frames))
     if not os.environ.get("PULSE_SERVER"):
         return "no sound server granted"
-    done = subprocess.run(["paplay", path], capture_output=True, text=True, timeout=20)
-    return "played a 440 Hz tone" if done.returncode == 0 else f"paplay failed: {done.stderr.strip()}"
+    done = subprocess.run(["paplay", path], check=False, capture_output=True, text=True, timeout=20)
+    if done.returncode != 0:
+        return f"paplay failed: {done.stderr.strip()}"
+    return "played a 440 Hz tone"
 
 
 def show_window(title: str, seconds: float) -> str:
@@ -57,13 +59,20 @@ def show_window(title: str, seconds: float) -> str:
     d = display.Display()
     screen = d.screen()
     win = screen.root.create_window(
-        10, 10, 320, 120, 1, screen.root_depth,
-        background_pixel=screen.white_pixel, event_mask=X.ExposureMask,
+        10,
+        10,
+        320,
+        120,
+        1,
+        screen.root_depth,
+        background_pixel=screen.white_pixel,
+        event_mask=X.ExposureMask,
     )
     win.set_wm_name(title)
     win.set_wm_class("sandbox-demo", "SandboxDemo")
-    win.change_property(d.intern_atom("_NET_WM_NAME"), d.intern_atom("UTF8_STRING"), 8,
-                        title.encode())
+    win.change_property(
+        d.intern_atom("_NET_WM_NAME"), d.intern_atom("UTF8_STRING"), 8, title.encode()
+    )
     win.map()
     gc = win.create_gc(foreground=screen.black_pixel)
     deadline = time.monotonic() + seconds
@@ -83,8 +92,9 @@ def main() -> int:
     save = load_save()
     runs = int(save.get("runs", 0)) + 1  # type: ignore[call-overload]
     print(f"demo: run {runs}; previous save: {json.dumps(save) if save else 'none'}", flush=True)
-    print(f"demo: uid {os.getuid()}, pid {os.getpid()} (in the container's pid namespace)",
-          flush=True)
+    print(
+        f"demo: uid {os.getuid()}, pid {os.getpid()} (in the container's pid namespace)", flush=True
+    )
     print(f"demo: {play_tone()}", flush=True)
     write_save({"runs": runs, "last": time.strftime("%Y-%m-%d %H:%M:%S")})
     print(f"demo: wrote {SAVE_FILE}", flush=True)

@@ -17,6 +17,7 @@ def windows(display: str | None = None) -> tuple[WindowInfo, ...]:
 
     return list_windows(display)
 
+
 __all__ = [
     "AppIdentity",
     "AttributionCache",

@@ -31,47 +31,97 @@ def _gpu_line(facts: HostFacts) -> str:
 
 def render_table(facts: HostFacts) -> str:
     d, x, w, a, dev, cg, u = (
-        facts.docker, facts.x11, facts.wayland, facts.audio, facts.devices, facts.cgroups,
+        facts.docker,
+        facts.x11,
+        facts.wayland,
+        facts.audio,
+        facts.devices,
+        facts.cgroups,
         facts.user,
     )
     rows = [
         f"{'resource':<9} {'ok':<4} details",
-        _line("docker", d.available, (
-            f"{d.engine} {d.version} (API {d.api_version}) at {d.endpoint} via {d.source}; "
-            f"cgroup {d.cgroup_driver} v{d.cgroup_version}"
-            f"{'; rootless' if d.rootless else ''}; runtimes {', '.join(d.runtimes) or '-'}"
-        ) if d.available else str(d.reason)),
-        _line("x11", x.available, (
-            f"{x.display} at {x.socket_path}; SECURITY {'yes' if x.security_extension else 'NO'}"
-            f", X-Resource {'yes' if x.xres_extension else 'NO'}"
-        ) if x.available else str(x.reason)),
+        _line(
+            "docker",
+            d.available,
+            (
+                f"{d.engine} {d.version} (API {d.api_version}) at {d.endpoint} via {d.source}; "
+                f"cgroup {d.cgroup_driver} v{d.cgroup_version}"
+                f"{'; rootless' if d.rootless else ''}; runtimes {', '.join(d.runtimes) or '-'}"
+            )
+            if d.available
+            else str(d.reason),
+        ),
+        _line(
+            "x11",
+            x.available,
+            (
+                f"{x.display} at {x.socket_path}; "
+                f"SECURITY {'yes' if x.security_extension else 'NO'}, "
+                f"X-Resource {'yes' if x.xres_extension else 'NO'}"
+            )
+            if x.available
+            else str(x.reason),
+        ),
         _line("wayland", w.available, f"{w.socket_path}" if w.available else str(w.reason)),
-        _line("audio", a.available, (
-            f"{a.server_name} {a.server_version} ({a.server}) at {a.socket_path}; "
-            f"sink {a.default_sink}, source {a.default_source}"
-        ) if a.available else str(a.reason)),
-        _line("devices", dev.available, (
-            "GPUs: " + (", ".join(f"{g.node} ({g.vendor or g.vendor_id}, {g.driver})"
-                                  for g in dev.gpus) or "none")
-            + "; NVIDIA: " + (", ".join(n.node for n in dev.nvidia.nodes) or "none")
-            + (f" (driver {dev.nvidia.driver_version})" if dev.nvidia.driver_version else "")
-            + "; webcams: " + (", ".join(f"{c.node} ({c.product})" for c in dev.webcams)
-                               or "none")
-            + "; gamepads: " + (", ".join(f"{g.node} ({g.name})" for g in dev.gamepads)
-                                or "none")
-            + ("" if dev.udev_properties
-               else "; no udev properties (no udevd): webcams and gamepads cannot be recognised")
-        ) if dev.available else str(dev.reason)),
+        _line(
+            "audio",
+            a.available,
+            (
+                f"{a.server_name} {a.server_version} ({a.server}) at {a.socket_path}; "
+                f"sink {a.default_sink}, source {a.default_source}"
+            )
+            if a.available
+            else str(a.reason),
+        ),
+        _line(
+            "devices",
+            dev.available,
+            (
+                "GPUs: "
+                + (
+                    ", ".join(f"{g.node} ({g.vendor or g.vendor_id}, {g.driver})" for g in dev.gpus)
+                    or "none"
+                )
+                + "; NVIDIA: "
+                + (", ".join(n.node for n in dev.nvidia.nodes) or "none")
+                + (f" (driver {dev.nvidia.driver_version})" if dev.nvidia.driver_version else "")
+                + "; webcams: "
+                + (", ".join(f"{c.node} ({c.product})" for c in dev.webcams) or "none")
+                + "; gamepads: "
+                + (", ".join(f"{g.node} ({g.name})" for g in dev.gamepads) or "none")
+                + (
+                    ""
+                    if dev.udev_properties
+                    else "; no udev properties (no udevd): "
+                    "webcams and gamepads cannot be recognised"
+                )
+            )
+            if dev.available
+            else str(dev.reason),
+        ),
         _gpu_line(facts),
-        _line("cgroups", cg.available, (
-            f"{cg.layout}; controllers {', '.join(cg.controllers)}; "
-            + ("can create the sandbox parent" if cg.can_create_parent
-               else f"cannot create the sandbox parent: {cg.parent_reason}")
-        ) if cg.available else str(cg.reason)),
-        _line("user", u.available, (
-            f"uid {u.uid} gid {u.gid} ({u.name}); runtime dir {u.runtime_dir}; "
-            f"data {u.data_home}"
-        ) if u.available else str(u.reason)),
+        _line(
+            "cgroups",
+            cg.available,
+            (
+                f"{cg.layout}; controllers {', '.join(cg.controllers)}; "
+                + (
+                    "can create the sandbox parent"
+                    if cg.can_create_parent
+                    else f"cannot create the sandbox parent: {cg.parent_reason}"
+                )
+            )
+            if cg.available
+            else str(cg.reason),
+        ),
+        _line(
+            "user",
+            u.available,
+            (f"uid {u.uid} gid {u.gid} ({u.name}); runtime dir {u.runtime_dir}; data {u.data_home}")
+            if u.available
+            else str(u.reason),
+        ),
     ]
     return "\n".join(rows)
 
