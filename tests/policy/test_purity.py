@@ -1,8 +1,14 @@
-"""sandbox/policy/ stays pure: an AST scan for I/O imports and I/O builtins in every module.
+"""sandbox/policy/ stays pure: an AST scan that allows only listed imports and no I/O calls.
 
-The rule: no module under sandbox/policy imports (at any depth, `import x` or `from x import`)
-one of FORBIDDEN_MODULES, nor calls one of FORBIDDEN_CALLS. `tomllib.loads`/`json` stay allowed:
-they parse strings handed in by sandbox/config.
+The rule is an ALLOW-list, so a new I/O module cannot slip past a forgotten ban:
+- stdlib: exactly ALLOWED_STDLIB (pure modules; `tomllib`/`json` parse strings handed in by
+  sandbox/config, they never open files);
+- sandbox: only `sandbox.errors` and `sandbox.policy[.*]`, whether written `import sandbox.x`,
+  `from sandbox import x`, `from sandbox.x import y` or relatively; a relative import that
+  climbs out of sandbox/policy (`from .. import probes`, `from ..runtime import x`) is refused;
+- posixpath is string arithmetic except for its filesystem functions (POSIXPATH_IO), which are
+  refused however they are reached (`posixpath.exists`, `from posixpath import realpath`);
+- no call of FORBIDDEN_CALLS, by bare name or through `builtins.`, and no `builtins` import.
 """
 
 from __future__ import annotations
@@ -15,58 +21,122 @@ import pytest
 import sandbox.policy
 
 POLICY_DIR = Path(sandbox.policy.__file__).parent
-FORBIDDEN_MODULES = frozenset(
+POLICY_PACKAGE = "sandbox.policy"
+ALLOWED_STDLIB = frozenset(
     [
-        "os",
-        "io",
-        "socket",
-        "subprocess",
-        "pathlib",
-        "shutil",
-        "tempfile",
-        "glob",
-        "docker",
-        "Xlib",
-        "pulsectl",
-        "pyudev",
-        "cgroupspy",
-        "requests",
-        "urllib",
-        "http",
-        "ctypes",
-        "threading",
-        "asyncio",
-        "signal",
-        "time",
-        "select",
-        "fcntl",
-        "multiprocessing",
-        "importlib",
-        "sys",
+        "__future__",
+        "collections.abc",
+        "dataclasses",
+        "enum",
+        "json",
+        "math",
+        "posixpath",
+        "re",
+        "tomllib",
+        "typing",
+        "unicodedata",
+    ]
+)
+ALLOWED_SANDBOX = frozenset(["sandbox.errors"])
+POSIXPATH_IO = frozenset(
+    [
+        "exists",
+        "lexists",
+        "isfile",
+        "isdir",
+        "islink",
+        "ismount",
+        "isjunction",
+        "realpath",
+        "abspath",  # reads the process's working directory
+        "relpath",  # the same, when no start is given
+        "expanduser",
+        "expandvars",
+        "getsize",
+        "getmtime",
+        "getatime",
+        "getctime",
+        "samefile",
+        "sameopenfile",
+        "samestat",
     ]
 )
 FORBIDDEN_CALLS = frozenset({"open", "input", "print", "exec", "eval", "__import__", "exit"})
 MODULES = sorted(POLICY_DIR.rglob("*.py"))
 
 
-def _violations(path: Path) -> list[str]:
+def _module_of(path: Path) -> str:
+    rel = path.relative_to(POLICY_DIR).with_suffix("")
+    parts = [p for p in rel.parts if p != "__init__"]
+    return ".".join([POLICY_PACKAGE, *parts])
+
+
+def _package_of(path: Path) -> str:
+    module = _module_of(path)
+    return module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+
+
+def _allowed_module(name: str) -> bool:
+    if name in ALLOWED_STDLIB or name in ALLOWED_SANDBOX:
+        return True
+    return name == POLICY_PACKAGE or name.startswith(POLICY_PACKAGE + ".")
+
+
+def _absolute(node: ast.ImportFrom, package: str) -> str | None:
+    """The module an ImportFrom names, resolved against this file's package; None if it leaves
+    the top-level package."""
+    if node.level == 0:
+        return node.module or ""
+    parts = package.split(".")
+    if node.level > len(parts):
+        return None
+    base = parts[: len(parts) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _violations(path: Path, package: str | None = None) -> list[str]:
+    package = package or _package_of(path)
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: list[str] = []
+
+    def bad(node: ast.AST, what: str) -> None:
+        found.append(f"{path.name}:{getattr(node, 'lineno', 0)}: {what}")
+
     for node in ast.walk(tree):
-        names: list[str] = []
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        for name in names:
-            if name.split(".")[0] in FORBIDDEN_MODULES:
-                found.append(f"{path.name}:{node.lineno}: imports {name}")
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in FORBIDDEN_CALLS
+            for alias in node.names:
+                if not _allowed_module(alias.name):
+                    bad(node, f"imports {alias.name}")
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(node, package)
+            if module is None:
+                bad(node, f"relative import above the top package (level {node.level})")
+                continue
+            for alias in node.names:
+                # `from sandbox import x` / `from sandbox.policy import x`: x is the module.
+                full = f"{module}.{alias.name}"
+                if module == "posixpath" and alias.name in POSIXPATH_IO:
+                    bad(node, f"imports posixpath.{alias.name}")
+                elif not (_allowed_module(module) and module not in ("sandbox", "")) and not (
+                    module in ("sandbox", "sandbox.policy") and _allowed_module(full)
+                ):
+                    bad(node, f"imports {full} (from {module or '.'})")
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in FORBIDDEN_CALLS:
+                bad(node, f"calls {func.id}()")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            # Attributes, not only calls: `check = posixpath.exists` is as bad as calling it.
+            if node.value.id == "posixpath" and node.attr in POSIXPATH_IO:
+                bad(node, f"uses posixpath.{node.attr}")
+            elif node.value.id == "builtins" and node.attr in FORBIDDEN_CALLS:
+                bad(node, f"uses builtins.{node.attr}")
+        elif (
+            isinstance(node, ast.Name)
+            and node.id in ("builtins", "__builtins__")
+            and isinstance(node.ctx, ast.Load)
         ):
-            found.append(f"{path.name}:{node.lineno}: calls {node.func.id}()")
+            bad(node, f"uses {node.id}")
     return found
 
 
@@ -82,4 +152,64 @@ def test_policy_module_is_pure(path: Path) -> None:
 def test_the_scan_catches_what_it_should(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import os.path\nfrom subprocess import run\nopen('x')\nprint(1)\n")
-    assert len(_violations(bad)) == 4
+    assert len(_violations(bad, POLICY_PACKAGE)) == 4
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from sandbox import probes",
+        "from sandbox import runtime",
+        "import sandbox.probes.docker",
+        "from sandbox.providers.grant import Grant",
+        "from ..runtime import docker_adapter",
+        "from .. import probes",
+        "from ... import os",
+        "from .... import anything",
+        "import posixpath\nposixpath.exists('/x')",
+        "import posixpath\nposixpath.realpath('/x')",
+        "import posixpath\nposixpath.expanduser('~')",
+        "import posixpath\ncheck = posixpath.isfile",
+        "from posixpath import getmtime",
+        "import builtins\nbuiltins.open('/etc/passwd')",
+        "__builtins__['open']('/x')",
+        "import logging",
+        "import random",
+        "import pwd",
+        "import datetime",
+        "import secrets",
+        "from datetime import datetime\ndatetime.now()",
+        "import os",
+        "import sys",
+        "import importlib",
+        "import socket",
+        "input()",
+        "exec('1')",
+        "eval('1')",
+        "__import__('os')",
+        "exit(1)",
+    ],
+)
+def test_the_scan_catches_each_bypass(tmp_path: Path, source: str) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(source + "\n")
+    assert _violations(bad, POLICY_PACKAGE), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from sandbox.errors import PolicyError",
+        "from sandbox.policy import names",
+        "from sandbox.policy.plan import Mount",
+        "from . import names",
+        "from .plan import Mount",
+        "from ..errors import PolicyError",
+        "import posixpath\nposixpath.normpath('/a/../b')",
+        "from collections.abc import Mapping",
+    ],
+)
+def test_the_scan_lets_pure_imports_through(tmp_path: Path, source: str) -> None:
+    ok = tmp_path / "ok.py"
+    ok.write_text(source + "\n")
+    assert _violations(ok, POLICY_PACKAGE) == []
