@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import errno
 import io
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pulsectl
 import pytest
@@ -20,8 +23,10 @@ import pytest
 import sandbox
 from integration.components import PulseServer, X11Display, app_sink_inputs, missing, wait_until
 from integration.containers import open_errno_in
-from sandbox.policy.facts import DeviceFacts
-from sandbox.policy.plan import HotplugCgroup, HotplugRequest
+from sandbox.policy.facts import DeviceFacts, GpuDevice
+from sandbox.policy.plan import GrantState, HotplugCgroup, HotplugRequest, X11CookieRequest
+from sandbox.policy.vocabulary import Capability
+from sandbox.providers import x11
 from sandbox.providers.devices import DeviceAction, DeviceEvent, HotplugProvider, QueueEventSource
 from sandbox.providers.registry import providers_for
 from sandbox.runtime import gc, instances
@@ -33,6 +38,8 @@ pytestmark = pytest.mark.integration
 CAM_APP = "org.sandboxtest.HotplugApp"
 AUDIO_APP = "org.sandboxtest.AudioApp"
 DETACHED_APP = "org.sandboxtest.DetachedApp"
+GPU_X11_APP = "org.sandboxtest.GpuX11App"
+PROBES = Path(__file__).resolve().parent / "probes"
 SINK = "test_null"
 KMSG = (1, 11)  # harmless: not in Docker's default allow list, opening it needs no capability
 OTHER = (10, 183)
@@ -44,9 +51,15 @@ RECORD = (
 )
 
 
-def _build(base: str, tag: str, app_id: str, caps: str, tmp: Path) -> str:
+def _build(
+    base: str, tag: str, app_id: str, caps: str, tmp: Path, *, probes: tuple[str, ...] = ()
+) -> str:
     ctx = tmp / tag.replace("/", "_")
     ctx.mkdir()
+    copies = ""
+    for name in probes:  # sandbox.launch mounts nothing of ours: the probe lives in the image
+        shutil.copy(PROBES / name, ctx / name)
+        copies += f"COPY {name} /probe/{name}\n"
     manifest = textwrap.dedent(
         f"""\
         manifest-version = 1
@@ -63,7 +76,7 @@ def _build(base: str, tag: str, app_id: str, caps: str, tmp: Path) -> str:
         [sys.executable, "-m", "sandbox", "manifest", "labels", "--dockerfile", "sandbox.toml"],
         cwd=ctx, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    (ctx / "Dockerfile").write_text(f"FROM {base}\n{labels}")
+    (ctx / "Dockerfile").write_text(f"FROM {base}\n{copies}{labels}")
     subprocess.run(["docker", "build", "-q", "-t", tag, "."], cwd=ctx, check=True)
     return tag
 
@@ -87,6 +100,45 @@ def images(
             tmp,
         ),
     }
+
+
+@pytest.fixture(scope="module")
+def probe_image(
+    docker_client_url: str, base_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """An x11-and-gpu app built FROM the runtime base (python3-xlib) with the X11 probe inside."""
+    os.environ["DOCKER_HOST"] = docker_client_url
+    return _build(
+        base_image,
+        "sandbox-test/rt-gpu-x11",
+        GPU_X11_APP,
+        'display = "x11"\ngpu = true\n',
+        tmp_path_factory.mktemp("probe-app"),
+        probes=("x11_probe.py",),
+    )
+
+
+@pytest.fixture
+def host_window(x11_display: X11Display) -> Iterator[int]:
+    """A mapped window owned by a trusted host client (this test process)."""
+    d = x11.open_display(
+        x11_display.display, Path(x11_display.xauthority) if x11_display.xauthority else None
+    )
+    win = d.screen().root.create_window(0, 0, 64, 64, 0, d.screen().root_depth)
+    win.set_wm_name("host secret")
+    win.map()
+    d.sync()
+    yield win.id
+    win.destroy()
+    d.close()
+
+
+def _probe_result(session: sandbox.Session, out: io.BytesIO) -> dict[str, Any]:
+    code = session.wait()
+    text = out.getvalue().decode()
+    assert code == 0, text
+    result: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
+    return result
 
 
 @pytest.fixture(autouse=True)
@@ -259,3 +311,38 @@ def test_gc_after_a_sigkilled_supervisor(
     assert not inst.path.exists()
     assert not _cookie_works(x11_display, kept)
     assert not DockerAdapter.from_env().containers_with_label("sandbox.app-id", DETACHED_APP)
+
+
+# --- 4. untrusted X11 also with the GPU, through the engine and the runtime ----------------------
+
+
+def test_x11_cookie_stays_untrusted_with_a_gpu_granted(
+    probe_image: str, x11_display: X11Display, host_window: int
+) -> None:
+    prepared = sandbox.plan(probe_image)
+    # This host has no GPU: describe one (a harmless node), the way the hotplug test fakes udev.
+    gpu = GpuDevice("/dev/null", 1, 3)
+    facts = dataclasses.replace(
+        prepared.facts, devices=DeviceFacts(True, gpus=(gpu,), udev_properties=True)
+    )
+    plan, providers = providers_for(plan_for(prepared.manifest, facts))
+    states = {s.permission: s.state for s in plan.statuses}
+    assert states[Capability.GPU] is GrantState.GRANTED
+    assert states[Capability.DISPLAY_X11] is GrantState.GRANTED
+    assert states[Capability.DISPLAY_X11_TRUSTED] is not GrantState.GRANTED
+    cookies = [r for r in plan.requests if isinstance(r, X11CookieRequest)]
+    assert [c.trusted for c in cookies] == [False]
+    assert [d.path for d in plan.devices] == [gpu.node]
+    prepared = dataclasses.replace(prepared, facts=facts, plan=plan, providers=providers)
+
+    out = io.BytesIO()
+    session = sandbox.launch(
+        prepared,
+        args=(f"python3 /probe/x11_probe.py {host_window}",),
+        stdio=sandbox.Stdio(stdout=out),
+    )
+    r = _probe_result(session, out)
+    assert r["own_window"] == "ok"
+    assert r["getimage_root"] == "BadAccess"
+    assert r["getimage_host"] == "BadAccess"
+    assert not r["xtest"] and not r["xres"]

@@ -222,6 +222,23 @@ def test_x11_fallback_cookie_is_untrusted() -> None:
     ]
 
 
+@pytest.mark.parametrize("display", [D.X11, D.WAYLAND_OR_X11])
+def test_cookie_stays_untrusted_when_the_gpu_is_granted_too(display: DisplayRequest) -> None:
+    """x11docker turns its untrusted mode trusted once the GPU is shared; we must not."""
+    host = dataclasses.replace(x11_host(), devices=desktop().devices)
+    plan = make_plan(manifest(display, gpu=True), host)
+    gpu = plan.status(C.GPU)
+    assert gpu is not None and gpu.state is G.GRANTED
+    x11 = plan.status(C.DISPLAY_X11)
+    assert x11 is not None and x11.state is G.GRANTED
+    trusted = plan.status(C.DISPLAY_X11_TRUSTED)
+    assert trusted is not None and trusted.state is not G.GRANTED
+    assert _requests(plan, X11CookieRequest) == [
+        X11CookieRequest(trusted=False, display=":0", socket_path="/tmp/.X11-unix/X0")
+    ]
+    assert [d.path for d in plan.devices] == ["/dev/dri/renderD128"]
+
+
 def test_no_security_extension_never_yields_any_cookie() -> None:
     plan = make_plan(manifest(D.X11), x11_host(security=False))
     assert _requests(plan, X11CookieRequest) == []
