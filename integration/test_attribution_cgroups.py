@@ -10,6 +10,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -118,8 +119,8 @@ def test_every_pid_of_two_instances_maps_to_the_app(
         dockerd = subprocess.run(
             ["pidof", "dockerd"], capture_output=True, text=True, check=False
         ).stdout
-        for pid in dockerd.split():
-            assert app_for_pid(int(pid)) is None
+        for daemon_pid in dockerd.split():
+            assert app_for_pid(int(daemon_pid)) is None
         assert cgroups.app_cgroup_in_use(app_id)
         assert not cgroups.remove_app_cgroup(app_id)  # still running: kept
         assert app_id in cgroups.list_app_cgroups()
@@ -136,15 +137,43 @@ def _memory_file(path: str) -> int:
         return int(f.read())
 
 
-def _memory_usage(app: str, container_id: str) -> int:
-    return _memory_file(f"/sys/fs/cgroup/memory/sandbox/{app}/{container_id}/memory.usage_in_bytes")
+@dataclass(frozen=True)
+class _MemoryLayout:
+    """Where the memory controller keeps an app's usage: v1's memory hierarchy or cgroup v2's."""
+
+    root: str  # the hierarchy holding the memory controller
+    usage: str  # current usage file of one cgroup
+    peak: str  # peak usage file of one cgroup (v2: memory.peak, kernel 5.19+)
+    v2: bool
+
+    def usage_of(self, app: str, container_id: str) -> int:
+        return _memory_file(f"{self.root}/sandbox/{app}/{container_id}/{self.usage}")
+
+
+def _memory_layout() -> _MemoryLayout:
+    if os.path.isdir("/sys/fs/cgroup/memory"):
+        return _MemoryLayout(
+            "/sys/fs/cgroup/memory", "memory.usage_in_bytes", "memory.max_usage_in_bytes", False
+        )
+    for mount in cgroups.host_hierarchies():
+        if mount.version != 2:
+            continue
+        with open(os.path.join(mount.path, "cgroup.controllers"), encoding="ascii") as f:
+            if "memory" in f.read().split():
+                return _MemoryLayout(mount.path, "memory.current", "memory.peak", True)
+    missing("no memory controller: neither the v1 memory hierarchy nor memory in cgroup v2")
+
+
+def _local_memory_events(path: str) -> dict[str, int]:
+    # .local: events raised by this cgroup's own limit, not propagated up from its children
+    with open(os.path.join(path, "memory.events.local"), encoding="ascii") as f:
+        return {k: int(v) for k, v in (line.split() for line in f if line.strip())}
 
 
 def test_app_memory_limit_is_shared_by_all_instances(
     docker_client_url: str, hog_image: str, app_id: str
 ) -> None:
-    if not os.path.isdir("/sys/fs/cgroup/memory"):
-        pytest.skip("this check reads the v1 memory controller")
+    layout = _memory_layout()
     limit = 64 * MiB
     cgroups.create_app_cgroup(app_id, Limits(memory_bytes=limit, cpus=2.0, pids=256))
     # tail holds a newline-free input in memory until EOF; the sleep keeps EOF away
@@ -153,7 +182,7 @@ def test_app_memory_limit_is_shared_by_all_instances(
     ids = [first]
     try:
         deadline = time.monotonic() + 10
-        while _memory_usage(app_id, first) < 38 * MiB:
+        while layout.usage_of(app_id, first) < 38 * MiB:
             assert time.monotonic() < deadline, "the first half never reached 38 MiB"
             time.sleep(0.05)
         # alone, 40 MiB fits under the app's 64 MiB; the second half does not
@@ -162,10 +191,14 @@ def test_app_memory_limit_is_shared_by_all_instances(
         assert 137 in codes, f"no half was OOM-killed: exit codes {codes}"
         # the kill came from the app-level limit: no container has one of its own, and the
         # app's parent was charged right up to its limit
-        parent = f"/sys/fs/cgroup/memory/sandbox/{app_id}"
+        parent = f"{layout.root}/sandbox/{app_id}"
         for cid in ids:
             assert _docker(docker_client_url, "inspect", "-f", "{{.HostConfig.Memory}}", cid) == "0"
-        assert limit - 4 * MiB <= _memory_file(f"{parent}/memory.max_usage_in_bytes") <= limit
+        if layout.v2:
+            events = _local_memory_events(parent)
+            assert events.get("oom", 0) >= 1, f"the app's own limit never ran out: {events}"
+        if not layout.v2 or os.path.exists(f"{parent}/{layout.peak}"):
+            assert limit - 4 * MiB <= _memory_file(f"{parent}/{layout.peak}") <= limit
     finally:
         _docker(docker_client_url, "rm", "-f", *ids, check=False)
     assert cgroups.remove_app_cgroup(app_id)
