@@ -21,12 +21,25 @@ import pulsectl
 import pytest
 
 import sandbox
-from integration.components import PulseServer, X11Display, app_sink_inputs, missing, wait_until
+from integration.components import (
+    PulseServer,
+    WaylandDisplay,
+    X11Display,
+    app_sink_inputs,
+    missing,
+    wait_until,
+)
 from integration.containers import open_errno_in
 from sandbox.policy.facts import DeviceFacts, GpuDevice
-from sandbox.policy.plan import GrantState, HotplugCgroup, HotplugRequest, X11CookieRequest
+from sandbox.policy.plan import (
+    GrantState,
+    HotplugCgroup,
+    HotplugRequest,
+    WaylandSocketRequest,
+    X11CookieRequest,
+)
 from sandbox.policy.vocabulary import Capability
-from sandbox.providers import x11
+from sandbox.providers import wayland, x11
 from sandbox.providers.devices import DeviceAction, DeviceEvent, HotplugProvider, QueueEventSource
 from sandbox.providers.registry import providers_for
 from sandbox.runtime import gc, instances
@@ -39,6 +52,8 @@ CAM_APP = "org.sandboxtest.HotplugApp"
 AUDIO_APP = "org.sandboxtest.AudioApp"
 DETACHED_APP = "org.sandboxtest.DetachedApp"
 GPU_X11_APP = "org.sandboxtest.GpuX11App"
+FALLBACK_APP = "org.sandboxtest.FallbackApp"
+WAYLAND_APP = "org.sandboxtest.WaylandApp"
 PROBES = Path(__file__).resolve().parent / "probes"
 SINK = "test_null"
 KMSG = (1, 11)  # harmless: not in Docker's default allow list, opening it needs no capability
@@ -116,6 +131,30 @@ def probe_image(
         tmp_path_factory.mktemp("probe-app"),
         probes=("x11_probe.py",),
     )
+
+
+@pytest.fixture(scope="module")
+def display_images(
+    docker_client_url: str,
+    base_image: str,
+    tools_image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, str]:
+    os.environ["DOCKER_HOST"] = docker_client_url
+    tmp = tmp_path_factory.mktemp("display-apps")
+    return {
+        FALLBACK_APP: _build(
+            base_image,
+            "sandbox-test/rt-fallback",
+            FALLBACK_APP,
+            'display = "wayland-or-x11"\n',
+            tmp,
+            probes=("x11_probe.py",),
+        ),
+        WAYLAND_APP: _build(
+            tools_image, "sandbox-test/rt-wayland", WAYLAND_APP, 'display = "wayland"\n', tmp
+        ),
+    }
 
 
 @pytest.fixture
@@ -346,3 +385,66 @@ def test_x11_cookie_stays_untrusted_with_a_gpu_granted(
     assert r["getimage_root"] == "BadAccess"
     assert r["getimage_host"] == "BadAccess"
     assert not r["xtest"] and not r["xres"]
+
+
+# --- 5. wayland-or-x11 without a compositor, and Wayland through the runtime ---------------------
+
+
+def test_wayland_or_x11_without_a_compositor_gets_untrusted_x11(
+    display_images: dict[str, str],
+    x11_display: X11Display,
+    host_window: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-nobody-listens")
+    prepared = sandbox.plan(display_images[FALLBACK_APP])
+    wayland = prepared.plan.status(Capability.DISPLAY_WAYLAND)
+    x11_status = prepared.plan.status(Capability.DISPLAY_X11)
+    assert wayland is not None and wayland.state is GrantState.UNAVAILABLE, wayland
+    assert wayland.detail  # the review says why this host gets no Wayland
+    assert x11_status is not None and x11_status.state is GrantState.GRANTED, x11_status
+    cookies = [r for r in prepared.plan.requests if isinstance(r, X11CookieRequest)]
+    assert [c.trusted for c in cookies] == [False]
+    assert not [r for r in prepared.plan.requests if isinstance(r, WaylandSocketRequest)]
+
+    out = io.BytesIO()
+    session = sandbox.launch(
+        prepared,
+        args=(f"python3 /probe/x11_probe.py {host_window}",),
+        stdio=sandbox.Stdio(stdout=out),
+    )
+    r = _probe_result(session, out)
+    assert r["own_window"] == "ok"
+    assert r["getimage_root"] == "BadAccess"
+    assert r["getimage_host"] == "BadAccess"
+    assert not r["xtest"] and not r["xres"]
+
+
+def test_wayland_app_lists_globals_and_its_grant_dir_goes(
+    display_images: dict[str, str], wayland_display: WaylandDisplay
+) -> None:
+    prepared = sandbox.plan(display_images[WAYLAND_APP])
+    assert [p.name for p in prepared.providers] == ["display.wayland"]
+    uid = prepared.plan.hardening.user.uid
+    grants = Path(wayland_display.socket_path).parent / wayland.GRANTS_DIR
+    out = io.BytesIO()
+    session = sandbox.launch(
+        prepared,
+        args=("id -u; wayland-info; sleep 1",),
+        stdio=sandbox.Stdio(stdout=out),
+    )
+    try:
+        # named after the instance's pending dir (it is made before the container exists)
+        state = json.loads((session.instance_dir / wayland.STATE_FILE).read_text())
+        grant_dir = Path(state["dir"])
+        assert grant_dir.parent == grants
+        assert grant_dir.is_dir(), "the per-instance grant dir exists while the app runs"
+    finally:
+        code = session.wait()
+    text = out.getvalue().decode()
+    assert code == 0, text
+    assert text.splitlines()[0] == str(uid)  # the plan's uid (the invoking user's), as granted
+    assert "wl_compositor" in text, text
+    assert not grant_dir.exists(), "the grant dir is removed when the app ends"
