@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from sandbox.errors import ProviderError
 from sandbox.providers.pulse.protocol import (
@@ -97,8 +98,16 @@ class AudioGrant:
     host_pid: int | None = None
 
 
+class Budget(Protocol):
+    """A count of units (streams) one app holds; the proxy may share it between processes."""
+
+    def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
 class StreamBudget:
-    """Streams one app may hold open over all its connections (shared by the proxy's clients)."""
+    """An in-memory Budget: streams over the connections of one proxy (one process)."""
 
     def __init__(self, limit: int = DEFAULT_STREAM_LIMIT) -> None:
         self.limit = limit
@@ -252,13 +261,13 @@ class PulseFilter:
     def __init__(
         self,
         grant: AudioGrant,
-        budget: StreamBudget | None = None,
+        budget: Budget | None = None,
         upstream_cookie: bytes = bytes(COOKIE_LENGTH),
     ) -> None:
         if len(upstream_cookie) != COOKIE_LENGTH:
             raise ProviderError(f"pulse: cookie must be {COOKIE_LENGTH} bytes")
         self.grant = grant
-        self.budget = budget if budget is not None else StreamBudget()
+        self.budget: Budget = budget if budget is not None else StreamBudget()
         self.state = SessionState()
         self._cookie = upstream_cookie
         self._from_client = FrameDecoder(CLIENT_MAX_CONTROL, CLIENT_MAX_DATA)

@@ -30,6 +30,7 @@ class PulseProvider:
     def setup(self, ctx: ProviderContext) -> Grant:
         from sandbox.providers.pulse.filter import AudioGrant
         from sandbox.providers.pulse.proxy import PulseProxy, write_client_conf
+        from sandbox.runtime.instances import runtime_root
 
         directory = ctx.instance_dir / "pulse"
         try:
@@ -50,6 +51,9 @@ class PulseProvider:
                 icon=self.request.app_id,
             ),
             owner_uid=ctx.uid,
+            # The caps are per app: every instance's proxy (launchers and detached supervisors
+            # are separate processes) counts in the same slot files, next to the app locks.
+            shared_dir=runtime_root(os.geteuid()) / "audio" / ctx.app_id,
         )
         proxy.start()
         self._proxy = proxy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import socket
 import struct
@@ -12,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.errors import ProviderError
-from sandbox.providers.pulse.filter import AudioGrant, PulseFilter, StreamBudget, with_peer
+from sandbox.providers.pulse.filter import (
+    AudioGrant,
+    Budget,
+    PulseFilter,
+    StreamBudget,
+    with_peer,
+)
 from sandbox.providers.pulse.protocol import COOKIE_LENGTH
 
 READ_CHUNK = 64 * 1024
@@ -26,6 +33,55 @@ CLIENT_CONF = "autospawn = no\nenable-shm = no\nenable-memfd = no\n"
 class ProxyLimits:
     max_connections: int = 16
     max_streams: int = 32
+
+
+class SlotBudget:
+    """A Budget shared by every process that serves one app (instances, detached supervisors).
+
+    Unit i is the file `<directory>/<i>.slot`; holding it is holding an flock on an open of
+    it. flock belongs to the open file description, so two opens conflict even in one process,
+    and the kernel drops the lock when its holder dies: a SIGKILLed launcher leaks nothing.
+    """
+
+    def __init__(self, directory: Path, limit: int) -> None:
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ProviderError(f"pulse: cannot create {directory}: {exc}") from exc
+        self.directory = directory
+        self.limit = limit
+        self._held: list[int] = []
+
+    @property
+    def used(self) -> int:
+        """Units this object holds (not the app's total over all processes)."""
+        return len(self._held)
+
+    def acquire(self) -> bool:
+        for i in range(self.limit):
+            try:
+                fd = os.open(
+                    self.directory / f"{i}.slot", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+                )
+            except OSError:
+                continue  # an unreadable slot counts as taken: fail closed
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self._held.append(fd)
+            return True
+        return False
+
+    def release(self) -> None:
+        # Units are interchangeable: which one goes back does not matter.
+        if self._held:
+            os.close(self._held.pop())
+
+    def close(self) -> None:
+        while self._held:
+            os.close(self._held.pop())
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +120,10 @@ class PulseProxy:
         owner_uid: int | None = None,
         limits: ProxyLimits = ProxyLimits(),
         upstream_cookie: bytes | None = None,
+        shared_dir: Path | None = None,
     ) -> None:
+        """`shared_dir`: where the app's caps are counted across processes (SlotBudget);
+        without it they count this proxy's connections and streams only."""
         if upstream_cookie is not None and len(upstream_cookie) != COOKIE_LENGTH:
             raise ProviderError(f"pulse: the upstream cookie must be {COOKIE_LENGTH} bytes")
         self.socket_path = socket_path
@@ -73,7 +132,13 @@ class PulseProxy:
         self.owner_uid = owner_uid
         self.limits = limits
         self._cookie = upstream_cookie or bytes(COOKIE_LENGTH)
-        self._budget = StreamBudget(limits.max_streams)
+        self._budget: Budget
+        self._slots: Budget | None = None
+        if shared_dir is None:
+            self._budget = StreamBudget(limits.max_streams)
+        else:
+            self._budget = SlotBudget(shared_dir / "streams", limits.max_streams)
+            self._slots = SlotBudget(shared_dir / "connections", limits.max_connections)
         self._connections = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -107,6 +172,9 @@ class PulseProxy:
             loop.call_soon_threadsafe(self._request_stop)
         thread.join()
         self._thread = None
+        for budget in (self._budget, self._slots):
+            if isinstance(budget, SlotBudget):
+                budget.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 
@@ -153,13 +221,18 @@ class PulseProxy:
         assert task is not None
         self._tasks.add(task)
         try:
-            if self._connections >= self.limits.max_connections:
+            if self._slots is not None:
+                if not self._slots.acquire():
+                    return
+            elif self._connections >= self.limits.max_connections:
                 return
             self._connections += 1
             try:
                 await self._relay(reader, writer)
             finally:
                 self._connections -= 1
+                if self._slots is not None:
+                    self._slots.release()
         finally:
             self._tasks.discard(task)
             writer.close()
