@@ -101,6 +101,9 @@ class AudioGrant:
 class Budget(Protocol):
     """A count of units (streams) one app holds; the proxy may share it between processes."""
 
+    @property
+    def used(self) -> int: ...
+
     def acquire(self) -> bool: ...
 
     def release(self) -> None: ...
