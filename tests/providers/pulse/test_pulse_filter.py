@@ -143,11 +143,43 @@ def test_every_refused_command_gets_access_error_with_its_tag(grant: AudioGrant)
         Command.REQUEST,
         Command.REPLY,
     } <= refused
+    # The full list, named one by one: refused whatever the grant and the arguments.
+    assert {
+        Command.SET_DEFAULT_SINK,
+        Command.SET_DEFAULT_SOURCE,
+        Command.SET_SINK_VOLUME,
+        Command.SET_SOURCE_VOLUME,
+        Command.SET_SINK_MUTE,
+        Command.SET_SOURCE_MUTE,
+        Command.SUSPEND_SINK,
+        Command.SUSPEND_SOURCE,
+        Command.SET_SINK_PORT,
+        Command.SET_SOURCE_PORT,
+        Command.SET_PORT_LATENCY_OFFSET,
+        Command.ENABLE_SRBCHANNEL,
+        Command.DISABLE_SRBCHANNEL,
+        Command.REGISTER_MEMFD_SHMID,
+        Command.LOAD_MODULE,
+        Command.UNLOAD_MODULE,
+        Command.KILL_CLIENT,
+        Command.MOVE_SINK_INPUT,
+        Command.MOVE_SOURCE_OUTPUT,
+        Command.SET_CARD_PROFILE,
+        Command.EXTENSION,
+    } <= refused
     assert (Command.CREATE_RECORD_STREAM in refused) is not grant.record
+    assert (Command.KILL_SOURCE_OUTPUT in refused) is not grant.record
     for i, command in enumerate(sorted(refused)):
         filt = _ready(grant)
         tag = 1000 + i
         out = filt.from_client(Packet(command, tag, (U32(1), Str("x"))).encode())
+        assert out.to_server == b"", command
+        assert out.to_client == error_packet(tag, ErrorCode.ACCESS), command
+    # Killing is allowed for the app's own streams only: another app's is refused the same way.
+    for i, command in enumerate((Command.KILL_SINK_INPUT, Command.KILL_SOURCE_OUTPUT)):
+        filt = _ready(grant)
+        tag = 2000 + i
+        out = filt.from_client(Packet(command, tag, (U32(1),)).encode())
         assert out.to_server == b"", command
         assert out.to_client == error_packet(tag, ErrorCode.ACCESS), command
 
