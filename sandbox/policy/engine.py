@@ -13,6 +13,7 @@ from sandbox.policy import gpu_diagnosis, names
 from sandbox.policy.facts import AudioServerKind, CgroupDriver, CgroupLayout, HostFacts
 from sandbox.policy.gpu_diagnosis import GpuAccess
 from sandbox.policy.layers import CatalogLike, Decision, EffectivePolicy, PolicyEntry
+from sandbox.policy.mounts import MountContext, mount_problem
 from sandbox.policy.plan import (
     NOBODY_ID,
     CgroupDriverName,
@@ -61,7 +62,6 @@ HOTPLUG_MAJORS: dict[Capability, frozenset[int]] = {
 }
 
 _FORBIDDEN_TARGET_ROOTS = ("/proc", "/sys", "/dev")
-_FORBIDDEN_SOCKETS = ("docker.sock", "podman.sock", "containerd.sock", "crio.sock")
 
 ENV_APP_ID = "SANDBOX_APP_ID"
 
@@ -455,19 +455,22 @@ def _assert_invariants(plan: LaunchPlan, policy: EffectivePolicy, facts: HostFac
     ):
         raise _fail(f"network mode {h.network} without the network capability")
 
-    home = facts.user.home if facts.user.available else None
-    forbidden_sources = ("/", "/home", "/root", *((home,) if home else ()))
+    user = facts.user
+    # No writable roots: the engine's own mounts are never writable binds (storage is a
+    # provider's grant, checked again with the storage dir by runtime.compile()).
+    mount_ctx = MountContext(
+        home=user.home if user.available else None,
+        runtime_dir=user.runtime_dir if user.available else None,
+    )
     for m in plan.mounts + h.tmpfs:
-        if not m.target.startswith("/") or m.target == "/":
-            raise _fail(f"mount target {m.target!r}")
-        if _under(m.target, ("/proc", "/sys")):
-            raise _fail(f"a mount over {m.target}")
+        problem = mount_problem(m, mount_ctx)
+        if problem is not None:
+            raise _fail(f"a {problem}")
         if m.kind is MountKind.BIND:
-            src = posixpath.normpath(m.source or "/")
-            if src in forbidden_sources or _under(src, ("/proc", "/sys", "/home", "/root")):
+            # Stricter than the shared list: the plan itself binds nothing from any home.
+            src = m.source or "/"
+            if _under(src, ("/home", "/root")) or "docker" in src.split("/"):
                 raise _fail(f"a bind mount of the host's {src}")
-            if posixpath.basename(src) in _FORBIDDEN_SOCKETS or "docker" in src.split("/"):
-                raise _fail(f"a container engine socket mount ({src})")
 
     allowed = _allowed_nodes(facts)
     for dev in plan.devices:

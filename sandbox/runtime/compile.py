@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import posixpath
 import re
 from dataclasses import dataclass
 
 from sandbox.errors import LaunchError
 from sandbox.policy import names
-from sandbox.policy.plan import EnvVar, LaunchPlan, Mount, MountKind, NvidiaMethod, NvidiaRequest
+from sandbox.policy.mounts import MountContext, mount_problem
+from sandbox.policy.plan import EnvVar, LaunchPlan, NvidiaMethod, NvidiaRequest
 from sandbox.providers.grant import Grant
 from sandbox.runtime.spec import ContainerSpec
 
@@ -17,7 +17,6 @@ LABEL_APP_VERSION = "sandbox.app-version"
 LABEL_LAUNCHER = "sandbox.launcher"  # "<pid>:<start time in clock ticks>", for gc
 LABEL_INSTANCE_DIR = "sandbox.instance-dir"
 
-_ENGINE_SOCKETS = ("docker.sock", "podman.sock", "containerd.sock", "crio.sock")
 _HOSTNAME_BAD = re.compile(r"[^a-z0-9-]+")
 
 
@@ -31,6 +30,17 @@ class LaunchTarget:
     args: tuple[str, ...] = ()  # appended to the manifest's command
     tty: bool = False
     stdin_open: bool = False
+    # For the mount never-list (sandbox/policy/mounts.py), from HostFacts.user and the storage
+    # provider's layout: the home no bind may expose, the runtime dir where rootless engines keep
+    # their sockets, and the app's own storage dir, which with instance_dir is all that may be
+    # bound writable.
+    home: str | None = None
+    runtime_dir: str | None = None
+    storage_dir: str | None = None
+
+    def mount_context(self) -> MountContext:
+        roots = (self.instance_dir, *((self.storage_dir,) if self.storage_dir else ()))
+        return MountContext(home=self.home, runtime_dir=self.runtime_dir, writable_roots=roots)
 
 
 def hostname_for(app_id: str) -> str:
@@ -40,21 +50,17 @@ def hostname_for(app_id: str) -> str:
     return label or "app"
 
 
-def _check_mount(m: Mount) -> None:
-    if m.kind is MountKind.BIND:
-        src = m.source or ""
-        if not src.startswith("/") or posixpath.basename(src) in _ENGINE_SOCKETS:
-            raise LaunchError(f"refusing a bind mount of {src!r} at {m.target}")
-    if not m.target.startswith("/") or posixpath.normpath(m.target) != m.target:
-        raise LaunchError(f"mount target {m.target!r} is not a normalized absolute path")
-
-
 def compile(plan: LaunchPlan, grant: Grant, target: LaunchTarget) -> ContainerSpec:
     """The container spec for one instance; raises LaunchError when plan and grants clash."""
     h = plan.hardening
     mounts = h.tmpfs + plan.mounts + grant.mounts
+    # Every mount, the plan's and the providers', meets the never-list here: the last pure step
+    # before the engine sees them, and the first that knows the providers' host paths.
+    ctx = target.mount_context()
     for m in mounts:
-        _check_mount(m)
+        problem = mount_problem(m, ctx)
+        if problem is not None:
+            raise LaunchError(f"refusing the {problem}")
     seen: set[str] = set()
     for m in mounts:
         if m.target in seen:

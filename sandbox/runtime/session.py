@@ -28,6 +28,7 @@ from sandbox.policy.facts import HostFacts
 from sandbox.policy.manifest import LABEL_MANIFEST, Manifest, manifest_from_labels
 from sandbox.policy.plan import CgroupDriverName, LaunchPlan
 from sandbox.providers.grant import Grant, Provider, ProviderContext, combine
+from sandbox.providers.storage import app_data_dir
 from sandbox.runtime import instances
 from sandbox.runtime.compile import LaunchTarget, compile, hostname_for
 from sandbox.runtime.docker_adapter import STDERR, STDOUT, DockerAdapter, PendingWait, read_frames
@@ -398,6 +399,9 @@ def _launch(
                 instance_dir=str(inst.path),
                 args=args,
                 stdin_open=stdin_fd is not None,
+                home=user.home if user.available else None,
+                runtime_dir=user.runtime_dir if user.available else None,
+                storage_dir=str(app_data_dir(ctx.data_home, app_id)),
             ),
         )
         cid = adapter.create(spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 
 import pytest
 
@@ -44,7 +45,19 @@ def _plan(**changes: object) -> LaunchPlan:
     return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
 
 
-TARGET = LaunchTarget(image="game:1", launcher="42:7", instance_dir="/run/x", args=("--fast",))
+HOME = "/home/alice"
+RUNTIME_DIR = "/run/user/1000"
+STORAGE = f"{HOME}/.local/share/sandbox/apps/{APP_ID}"
+INSTANCE = f"{RUNTIME_DIR}/sandbox/instances/abc"
+TARGET = LaunchTarget(
+    image="game:1",
+    launcher="42:7",
+    instance_dir="/run/x",
+    args=("--fast",),
+    home=HOME,
+    runtime_dir=RUNTIME_DIR,
+    storage_dir="/data",
+)
 
 
 def test_baseline_and_limits_reach_the_spec() -> None:
@@ -106,3 +119,104 @@ def test_compile_is_deterministic_and_engine_body_is_hardened() -> None:
 
 def test_hostname_is_a_dns_label() -> None:
     assert hostname_for("com.example.My_Game-2") == "my-game-2"
+
+
+def _bind(source: str, target: str = "/mnt/x", read_only: bool = True) -> Grant:
+    return Grant(mounts=(Mount(target, MountKind.BIND, source, read_only=read_only),))
+
+
+LIVE = dataclasses.replace(TARGET, instance_dir=INSTANCE, storage_dir=STORAGE)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "/",
+        "/home",
+        "/root",
+        HOME,
+        "/proc",
+        "/proc/1/root",
+        "/sys",
+        "/sys/fs/cgroup",
+        "/dev",
+        "/dev/dri/renderD128",  # device nodes come as devices, never as mounts
+        "/etc",
+        "/usr",
+        "/var",  # above /var/lib/docker
+        "/var/lib",
+        "/var/lib/docker",
+        "/var/lib/docker/overlay2",
+        "/var/lib/containers",
+        "/var/lib/containers/storage",
+        "/var/run/docker.sock",
+        "/run/docker.sock",
+        "/run",  # above the engine sockets
+        "/var/run",
+        "/run/podman",
+        "/run/podman/podman.sock",
+        "/run/containerd",
+        "/run/containerd/containerd.sock",
+        f"{RUNTIME_DIR}/podman",
+        f"{RUNTIME_DIR}/podman/podman.sock",
+        f"{RUNTIME_DIR}/docker.sock",
+        RUNTIME_DIR,  # above the rootless sockets
+        "/srv/docker.sock",  # an engine socket by name, wherever it lies
+        "/tmp/x/docker.sock/inner",
+        "/home/alice/../../etc",  # not normalized
+        "relative/path",
+    ],
+)
+def test_forbidden_bind_sources_are_refused_naming_the_mount(source: str) -> None:
+    with pytest.raises(LaunchError, match="refusing the") as info:
+        compile(_plan(), _bind(source), LIVE)
+    assert "/mnt/x" in str(info.value)
+
+
+@pytest.mark.parametrize("target", ["/proc", "/proc/sys", "/sys", "/sys/fs/cgroup", "/", "x"])
+def test_targets_over_proc_or_sys_are_refused(target: str) -> None:
+    with pytest.raises(LaunchError, match=repr(target)):
+        compile(_plan(), _bind(f"{INSTANCE}/pulse", target), LIVE)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "/tmp/.X11-unix/X0",  # the X socket is fine read-only...
+        "/srv/games",
+        f"{HOME}/Documents",
+        f"{RUNTIME_DIR}/wayland-grants",
+        f"{STORAGE}/../other.app/saves",
+    ],
+)
+def test_writable_binds_outside_the_apps_own_dirs_are_refused(source: str) -> None:
+    with pytest.raises(LaunchError, match="writable"):
+        compile(_plan(), _bind(posixpath.normpath(source), read_only=False), LIVE)
+
+
+def test_a_writable_bind_needs_a_known_storage_dir() -> None:
+    bare = LaunchTarget(image="game:1", launcher="42:7", instance_dir=INSTANCE)
+    with pytest.raises(LaunchError, match="writable"):
+        compile(_plan(), _bind(f"{STORAGE}/saves", read_only=False), bare)
+
+
+def test_what_the_real_providers_grant_passes() -> None:
+    # The shapes of the shipped providers' grants: X11 socket and private Xauthority, the
+    # Wayland grant dir, the PulseAudio proxy dir (all read-only), and storage read-write.
+    grant = combine(
+        [
+            Grant(
+                mounts=(
+                    Mount("/tmp/.X11-unix/X0", MountKind.BIND, "/tmp/.X11-unix/X0"),
+                    Mount("/run/sandbox/Xauthority", MountKind.BIND, f"{INSTANCE}/Xauthority"),
+                )
+            ),
+            _bind(f"{RUNTIME_DIR}/sandbox-wayland/{APP_ID}-abc", "/run/user/1000"),
+            _bind(f"{INSTANCE}/pulse", "/run/sandbox/pulse"),
+            _bind(f"{STORAGE}/saves", "/home/app/.local/share/game", read_only=False),
+            _bind(f"{INSTANCE}/scratch", "/var/scratch", read_only=False),
+            _bind("/usr/share/fonts", "/usr/share/fonts"),  # below /usr, read-only: allowed
+        ]
+    )
+    spec = compile(_plan(), grant, LIVE)
+    assert {m.target for m in grant.mounts} <= {m.target for m in spec.mounts}
