@@ -74,8 +74,24 @@ DEFAULT_STREAM_LIMIT = 32
 # pulse.*, node.*, target.*, stream.*, object.*, client.*, device.*, media.class (routing and
 # access on PipeWire), filter.* (makes PulseAudio load filter modules), module-stream-restore.id
 # (shares another app's restore entry), application.process.* (the container's view of itself).
-ALLOWED_PREFIXES = ("media.", "event.", "window.")
-ALLOWED_KEYS = frozenset({"application.version", "application.language"})
+# media.* is named key by key, not by prefix: PipeWire reads media.class, media.category
+# ("Manager" names a session-manager client) and media.type for routing and access, and a key
+# added later must not slip in. media.icon (raw pixels) is dropped too.
+ALLOWED_PREFIXES = ("event.", "window.")
+MEDIA_KEYS = frozenset(
+    {
+        "media.name",
+        "media.title",
+        "media.artist",
+        "media.copyright",
+        "media.software",
+        "media.language",
+        "media.filename",
+        "media.icon_name",
+        "media.role",  # only with a value in ALLOWED_ROLES
+    }
+)
+ALLOWED_KEYS = frozenset({"application.version", "application.language"}) | MEDIA_KEYS
 DENIED_KEYS = frozenset({"media.class"})
 # media.role "phone" makes module-role-cork pause every other app's stream.
 ALLOWED_ROLES = frozenset(

@@ -196,6 +196,38 @@ def test_client_proplist_is_sanitised() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "media.name",
+        "media.title",
+        "media.artist",
+        "media.copyright",
+        "media.software",
+        "media.language",
+        "media.filename",
+        "media.icon_name",
+    ],
+)
+def test_descriptive_media_keys_are_kept(key: str) -> None:
+    props = _props(sanitize_proplist(Proplist(((key, prop_str("v")),)), GRANT))
+    assert props[key] == "v"
+
+
+@pytest.mark.parametrize(
+    "key", ["media.class", "media.category", "media.type", "media.icon", "media.anything.new"]
+)
+def test_other_media_keys_are_stripped(key: str) -> None:
+    props = _props(sanitize_proplist(Proplist(((key, prop_str("Manager")),)), GRANT))
+    assert key not in props
+
+
+@pytest.mark.parametrize(("role", "kept"), [("music", True), ("game", True), ("phone", False)])
+def test_media_role_only_with_a_harmless_value(role: str, kept: bool) -> None:
+    props = _props(sanitize_proplist(Proplist((("media.role", prop_str(role)),)), GRANT))
+    assert ("media.role" in props) is kept
+
+
 def test_identity_keys_cannot_be_removed() -> None:
     filt = _ready()
     keys = (Str("application.process.id"), Str("application.id"), Str(None))
