@@ -1,4 +1,4 @@
-"""Integration: providers wired through the runtime: hotplug, audio, and detached supervisors."""
+"""Integration: providers through the runtime: hotplug, audio, displays, stop and teardown."""
 
 from __future__ import annotations
 
@@ -448,3 +448,44 @@ def test_wayland_app_lists_globals_and_its_grant_dir_goes(
     assert text.splitlines()[0] == str(uid)  # the plan's uid (the invoking user's), as granted
     assert "wl_compositor" in text, text
     assert not grant_dir.exists(), "the grant dir is removed when the app ends"
+
+
+def test_stop_of_a_foreground_run_tears_down(
+    images: dict[str, str], x11_display: X11Display, tmp_path: Path
+) -> None:
+    """`sandbox run` without -d, stopped by `sandbox stop` from another process."""
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "run", "-y", images[DETACHED_APP], "--", "sleep 60"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        base = instances.instances_dir(os.geteuid())
+        found: list[instances.Instance] = []
+
+        def started() -> bool:
+            found[:] = [
+                i
+                for i in instances.list_instances(base)
+                if i.state.launcher_pid == launcher.pid and i.state.container_id
+            ]
+            return bool(found) and (found[0].path / "Xauthority").exists()
+
+        wait_until(started, timeout=30, what="the foreground instance")
+        (inst,) = found
+        assert not inst.state.detached
+        kept = tmp_path / "kept-cookie"
+        kept.write_bytes((inst.path / "Xauthority").read_bytes())
+        assert _cookie_works(x11_display, kept)
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox", "stop", "-t", "1", inst.state.instance_id],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        launcher.wait(timeout=30)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        _, err = launcher.communicate()
+    assert _gone(inst), err
+    assert not _cookie_works(x11_display, kept), "the cookie was revoked"
+    assert not DockerAdapter.from_env().containers_with_label("sandbox.app-id", DETACHED_APP)
