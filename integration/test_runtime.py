@@ -264,6 +264,49 @@ def test_fork_bomb_stops_at_the_pids_limit(docker_apps: Engine) -> None:
     del code
 
 
+def _limit(app_id: str, controller: str) -> int | None:
+    """The app parent's memory or pids limit in whichever hierarchy owns the controller."""
+    for mount in cgroups.host_hierarchies():
+        if controller not in mount.controllers and mount.version == 1:
+            continue
+        knob = {"memory": ("memory.limit_in_bytes", "memory.max"), "pids": ("pids.max",) * 2}
+        name = knob[controller][mount.version - 1]
+        path = os.path.join(mount.path, CGROUP_ROOT, app_id, name)
+        if os.path.exists(path):
+            with open(path) as f:
+                return int(f.read())
+    return None
+
+
+def test_gc_during_a_launch_keeps_the_app_limits(
+    docker_apps: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eng = docker_apps
+    start = DockerAdapter.start
+    reports: list[gc.GcReport] = []
+
+    def gc_then_start(self: DockerAdapter, cid: str) -> None:
+        # the window between creating the limited app parent and the container's first process
+        reports.append(gc.gc((eng.url,)))
+        start(self, cid)
+
+    monkeypatch.setattr(DockerAdapter, "start", gc_then_start)
+    prepared = sandbox.plan(eng.images[SHARED], engine_url=eng.url)
+    session = sandbox.launch(prepared, args=("sleep 30",), stdio=None)
+    try:
+        assert reports and SHARED not in reports[0].cgroups
+        wait_until(lambda: bool(gc.container_pids(SHARED, session.container_id)), interval=0.1)
+        assert _limit(SHARED, "memory") == prepared.plan.limits.memory_bytes
+        assert _limit(SHARED, "pids") == prepared.plan.limits.pids
+        # and gc while the app runs leaves the parent (and its limits) alone too
+        assert SHARED not in gc.gc((eng.url,)).cgroups
+        assert _limit(SHARED, "memory") == prepared.plan.limits.memory_bytes
+    finally:
+        session.stop(timeout_s=1)
+        session.wait()
+    assert not _app_cgroup_dirs(SHARED)
+
+
 def test_sigkilled_launcher_then_gc_leaves_nothing(docker_apps: Engine) -> None:
     eng = docker_apps
     launcher = subprocess.Popen(

@@ -162,14 +162,14 @@ def gc(engine_urls: tuple[str | None, ...] = (None,), base: Path | None = None) 
 
     try:
         for app_id in cgroups.list_app_cgroups():
-            if remove_app_cgroup(os.geteuid(), app_id):
+            if remove_app_cgroup(os.geteuid(), app_id, wait=False):
                 report.cgroups.append(app_id)
     except SandboxError as exc:
         report.problems.append(str(exc))
     if shutil.which(systemd.SYSTEMCTL) and os.path.isdir(SYSTEMD_RUN_DIR):
         try:
             for app_id in systemd.list_app_slices():
-                if remove_app_slice(os.geteuid(), app_id):
+                if remove_app_slice(os.geteuid(), app_id, wait=False):
                     report.cgroups.append(app_slice_name(app_id))
         except SandboxError as exc:
             report.problems.append(str(exc))

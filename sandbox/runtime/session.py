@@ -54,17 +54,47 @@ class Prepared:
     installed: InstalledApp | None = None  # the install record when TARGET names an installed app
 
 
+class AppLock:
+    """flock on <runtime root>/locks/<app-id>.lock, guarding one app's cgroup parent (or slice).
+
+    Removing it (teardown, gc) takes the lock exclusively. A launch holds it shared from creating
+    and limiting the parent until the engine has started the container: until then the parent
+    is empty and a remover would delete it, and the engine would re-create it without limits.
+    Creating under a shared lock is safe: it is idempotent and launchers of one app write the
+    same plan's limits; flock cannot turn an exclusive lock into a shared one without a gap.
+    """
+
+    def __init__(self, uid: int, app_id: str) -> None:
+        self._path = instances.runtime_root(uid) / "locks" / f"{names.check_app_id(app_id)}.lock"
+        self._fd: int | None = None
+
+    def acquire(self, *, shared: bool = False, wait: bool = True) -> bool:
+        """Take the lock; with wait=False, False (and nothing held) while another holds it."""
+        if self._fd is None:
+            os.makedirs(self._path.parent, mode=0o700, exist_ok=True)
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        try:
+            fcntl.flock(self._fd, mode if wait else mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Drop the lock; idempotent. Closing the fd releases it (the kernel does so on death)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 @contextlib.contextmanager
-def app_lock(uid: int, app_id: str) -> Iterator[None]:
-    """Serialises creating and removing one app's cgroup (launches, teardowns, gc)."""
-    locks = instances.runtime_root(uid) / "locks"
-    os.makedirs(locks, mode=0o700, exist_ok=True)
-    fd = os.open(locks / f"{names.check_app_id(app_id)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+def app_lock(uid: int, app_id: str, *, shared: bool = False, wait: bool = True) -> Iterator[bool]:
+    """Hold the app's lock for the block; yields False (not held) when wait=False and busy."""
+    lock = AppLock(uid, app_id)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        yield lock.acquire(shared=shared, wait=wait)
     finally:
-        os.close(fd)
+        lock.release()
 
 
 def resolve_image(
@@ -239,12 +269,17 @@ class Session:
 PODMAN_MONITOR_CGROUP = "conmon"  # podman (cgroupfs) puts conmon in <parent>/conmon, never removed
 
 
-def remove_app_cgroup(uid: int, app_id: str) -> bool:
-    """Remove the app's parent cgroup in every hierarchy once no instance uses it."""
+def remove_app_cgroup(uid: int, app_id: str, *, wait: bool = True) -> bool:
+    """Remove the app's parent cgroup in every hierarchy once no instance uses it.
+
+    wait=False (gc): an app whose lock is held is left alone (False): a launch in progress
+    needs its parent, and the holder removes it itself when its own instance ends."""
     from sandbox.runtime import cgroups
 
     dirs = cgroups.app_dirs(app_id, cgroups.host_hierarchies())
-    with app_lock(uid, app_id):
+    with app_lock(uid, app_id, wait=wait) as held:
+        if not held:
+            return False
         # conmon outlives its container by a few ms; wait for it, but never for app processes
         for _ in range(40):
             monitors = [os.path.join(d, PODMAN_MONITOR_CGROUP) for d in dirs]
@@ -258,13 +293,14 @@ def remove_app_cgroup(uid: int, app_id: str) -> bool:
         return cgroups.remove_app_cgroup(app_id)
 
 
-def remove_app_slice(uid: int, app_id: str) -> bool:
-    """systemd driver: stop the app's slice and drop its limits once no instance uses it."""
+def remove_app_slice(uid: int, app_id: str, *, wait: bool = True) -> bool:
+    """systemd driver: stop the app's slice and drop its limits once no instance uses it;
+    wait=False as for remove_app_cgroup."""
     from sandbox.runtime import cgroups, systemd
 
     mounts = tuple(m.path for m in cgroups.host_hierarchies())
-    with app_lock(uid, app_id):
-        if systemd.slice_in_use(app_id, mounts):
+    with app_lock(uid, app_id, wait=wait) as held:
+        if not held or systemd.slice_in_use(app_id, mounts):
             return False
         systemd.remove_slice(app_id)
         return True
@@ -363,17 +399,19 @@ def _launch(
     teardown = _Teardown()
     inst = instances.new_instance(base, state)
     teardown.push("instance dir", lambda: instances.remove_instance_dir(inst))
+    # Shared until the container runs (its processes then keep the parent non-empty);
+    # released before any teardown, whose cgroup removal takes it exclusively.
+    lock = AppLock(os.geteuid(), app_id)
     try:
+        lock.acquire(shared=True)
         if plan.cgroup_parent.driver is CgroupDriverName.CGROUPFS:
             from sandbox.runtime import cgroups
 
-            with app_lock(os.geteuid(), app_id):
-                cgroups.create_app_cgroup(app_id, plan.limits, facts.cgroups)
+            cgroups.create_app_cgroup(app_id, plan.limits, facts.cgroups)
         else:
             from sandbox.runtime import systemd
 
-            with app_lock(os.geteuid(), app_id):
-                systemd.apply_slice_limits(app_id, plan.limits)
+            systemd.apply_slice_limits(app_id, plan.limits)
         teardown.push("app cgroup", lambda: _remove_cgroup_if_unused(os.geteuid(), plan))
         hostname = hostname_for(app_id)
         ctx = ProviderContext(
@@ -419,8 +457,10 @@ def _launch(
         for t in pumps:
             t.start()
         adapter.start(cid)
+        lock.release()
         _attach_providers(adapter, cid, prepared.providers)
     except BaseException as exc:
+        lock.release()
         for problem in teardown.run():
             exc.add_note(f"teardown: {problem}")
         raise
