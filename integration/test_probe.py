@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -156,3 +157,28 @@ def test_probe_is_bounded_when_servers_hang(tmp_path: Path) -> None:
     for section in ("x11", "audio", "docker"):
         assert facts[section]["available"] is False, section
         assert facts[section].get("reason", "").strip(), section
+
+
+@pytest.mark.parametrize("kind", ["no-file", "stale-socket"])
+def test_probe_reports_an_unreachable_engine(tmp_path: Path, kind: str) -> None:
+    # A dead engine: nothing at the path, or a socket file whose listener is gone (as after a
+    # crash), so connect() is refused.
+    path = tmp_path / "dead.sock"
+    if kind == "stale-socket":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        sock.close()
+        assert path.exists()
+    facts, _ = run_probe(dict(os.environ, DOCKER_HOST=f"unix://{path}"))
+    docker = facts["docker"]
+    assert docker["available"] is False
+    assert isinstance(docker.get("reason"), str) and docker["reason"].strip()
+
+
+def test_probe_names_podman_behind_its_socket(podman_client_url: str) -> None:
+    facts, _ = run_probe(dict(os.environ, DOCKER_HOST=podman_client_url))
+    docker = facts["docker"]
+    assert docker["available"], docker.get("reason")
+    assert docker["engine"] == "podman"
+    assert docker["endpoint"] == podman_client_url
+    assert docker["version"]

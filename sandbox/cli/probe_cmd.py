@@ -126,12 +126,17 @@ def render_table(facts: HostFacts) -> str:
     return "\n".join(rows)
 
 
+def render_json(facts: HostFacts) -> str:
+    """The `--json` document: one object keyed by resource, as documented in docs/probe.md."""
+    return json.dumps(to_jsonable(facts), indent=2, sort_keys=False)
+
+
 def run(args: argparse.Namespace) -> int:
     from sandbox.probes import probe_host
 
     facts = probe_host()
     if args.json:
-        print(json.dumps(to_jsonable(facts), indent=2, sort_keys=False))
+        print(render_json(facts))
     else:
         print(render_table(facts))
     return 0
