@@ -1,4 +1,4 @@
-"""`python -m sandbox`: the same as the `sandbox` command."""
+"""`python -m sandbox`: the `sandbox` command; only hands over to sandbox.cli.main, no logic."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Attribution for system services: app_for_pid via /proc, windows via X-Resource."""
+"""Attribution API: app_for_pid via /proc, windows via X-Resource; never asks the engine."""
 
 from sandbox.attribution.procfs import (
     AppIdentity,

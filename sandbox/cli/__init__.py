@@ -1,4 +1,4 @@
-"""The command line: the only place that prints or exits. One module per command group."""
+"""The command line, the only place that prints or exits; command logic stays in *_cmd modules."""
 
 from __future__ import annotations
 

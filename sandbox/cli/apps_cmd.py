@@ -1,4 +1,4 @@
-"""`sandbox list|info|uninstall`: the installed apps, what they were granted, and removal."""
+"""`sandbox list|info|uninstall`: installed apps, grants, removal; rules stay in distribution."""
 
 from __future__ import annotations
 

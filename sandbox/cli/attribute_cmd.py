@@ -1,4 +1,4 @@
-"""`sandbox attribute PID [--json]`: which app a host process belongs to, from /proc only."""
+"""`sandbox attribute PID [--json]`: the app a host process belongs to; /proc only, no engine."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`sandbox data APP [--json] [--purge]`: an app's storage dirs and sizes; purge asks first."""
+"""`sandbox data APP [--json] [--purge]`: an app's storage dirs and sizes; purges only if asked."""
 
 from __future__ import annotations
 

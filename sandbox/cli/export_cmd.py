@@ -1,4 +1,4 @@
-"""`sandbox export APP|IMAGE -o FILE [--thin --base IMAGE | --delta-from OLD]`: write a bundle."""
+"""`sandbox export APP|IMAGE -o FILE`: write a bundle; the format rules stay in distribution."""
 
 from __future__ import annotations
 

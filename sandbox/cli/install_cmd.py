@@ -1,4 +1,4 @@
-"""`sandbox install FILE [--yes] [--edit] [--gui]`: review a bundle's permissions, then install."""
+"""`sandbox install FILE [--yes] [--edit] [--gui]`: review, then install; never without consent."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def register(sub: Any) -> None:
         description="Verify FILE without loading it, show what the app would get on this host "
         "grouped by risk, ask, then load the image and add a menu entry. Installing the same "
         "image again does nothing; another version is an update, which asks again only when "
-        "it wants more. Exit 2 on a bad or hostile bundle, 1 when you decline.",
+        "it wants more, refuses while the installed version runs, and keeps that version for "
+        "`sandbox rollback`. Exit 2 on a bad or hostile bundle, 1 when you decline.",
     )
     p.add_argument("file", metavar="FILE", type=Path)
     p.add_argument("--yes", "-y", action="store_true", help="agree without asking (scripts)")
@@ -27,6 +28,14 @@ def register(sub: Any) -> None:
         "--edit", action="store_true", help="choose permissions to revoke before installing"
     )
     p.add_argument("--gui", action="store_true", help="ask in a window (the double-click path)")
+    p.add_argument(
+        "--wait",
+        metavar="SECONDS",
+        type=float,
+        default=0.0,
+        help="for another version: wait up to this long for running instances to end "
+        "(default: refuse at once)",
+    )
     p.add_argument("--docker-host", metavar="URL", help="engine to load the image into")
     p.add_argument("--site-policy", metavar="DIR", type=Path, help="site policy dir to use")
     p.add_argument("--overrides", metavar="DIR", type=Path, help="user override dir to use")
@@ -116,16 +125,18 @@ def run(args: argparse.Namespace) -> int:
             from sandbox.config.layers import write_override
 
             write_override(override, args.overrides)
-        return _commit(preview, adapter, data_home)
+        return _commit(preview, adapter, data_home, args.wait)
 
 
-def _commit(preview: InstallPreview, adapter: DockerAdapter, data_home: Path) -> int:
+def _commit(preview: InstallPreview, adapter: DockerAdapter, data_home: Path, wait: float) -> int:
     from sandbox.cli._progress import ProgressBar
-    from sandbox.distribution.install import commit_install
+    from sandbox.distribution.update import commit_update
 
+    # Through the update path: another version must not switch under a running instance,
+    # and the replaced one stays for `sandbox rollback`, as with `sandbox update`.
     bar = ProgressBar("loading")
     try:
-        result = commit_install(preview, adapter, data_home, progress=bar)
+        result = commit_update(preview, adapter, data_home, wait_s=wait, progress=bar)
     finally:
         bar.finish()
     app = result.app
@@ -133,6 +144,8 @@ def _commit(preview: InstallPreview, adapter: DockerAdapter, data_home: Path) ->
     print(f"menu entry: {result.files.desktop}")
     if result.removed_image:
         print(f"removed the previous image {result.removed_image[:19]}")
+    if app.previous is not None:
+        print(f"kept {app.previous.version} for `sandbox rollback {app.app_id}`")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     return 0

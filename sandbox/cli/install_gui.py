@@ -1,4 +1,4 @@
-"""The install review window (Tk) for `sandbox install --gui FILE`, the double-click path.
+"""Tk install review window for `sandbox install --gui FILE`; UI only, no install logic.
 
 UI only: the same library steps as the terminal path; Tk is imported only here.
 """
@@ -41,7 +41,8 @@ def run_gui(args: argparse.Namespace, adapter: DockerAdapter, data_home: Path) -
     import tkinter as tk
     from tkinter import ttk
 
-    from sandbox.distribution.install import InstallAction, commit_install, preview_install
+    from sandbox.distribution.install import InstallAction, preview_install
+    from sandbox.distribution.update import commit_update
     from sandbox.errors import SandboxError
     from sandbox.policy.review import baseline_text, limits_text, review_json
 
@@ -111,7 +112,8 @@ def run_gui(args: argparse.Namespace, adapter: DockerAdapter, data_home: Path) -
             root.update()
 
         try:
-            commit_install(preview, adapter, data_home, progress=progress)
+            # The update path: refuses while the installed version runs, keeps it for rollback.
+            commit_update(preview, adapter, data_home, progress=progress)
         except SandboxError as exc:
             status.configure(text=f"Install failed: {exc}", fg="#b00020")
             outcome["code"] = 2

@@ -1,4 +1,4 @@
-"""`sandbox ps [--json]`, `sandbox stop APP|INSTANCE`, `sandbox gc`: instances and cleanup."""
+"""`sandbox ps|stop|gc`: running instances and cleanup; touches no save data, no policy."""
 
 from __future__ import annotations
 

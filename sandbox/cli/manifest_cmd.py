@@ -1,4 +1,4 @@
-"""`sandbox manifest check|labels`: validate a sandbox.toml or an image's labels, emit labels."""
+"""`sandbox manifest check|labels`: validate a manifest, emit labels; parsing stays in policy."""
 
 from __future__ import annotations
 

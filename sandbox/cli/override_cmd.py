@@ -1,4 +1,4 @@
-"""`sandbox override APP --grant CAP | --revoke CAP | --reset [CAP]`: edit your layer for an app."""
+"""`sandbox override APP --grant|--revoke|--reset`: edit the user layer; never site policy."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`sandbox plan MANIFEST|IMAGE [--json]`: the permission review and launch plan for this host."""
+"""`sandbox plan MANIFEST|IMAGE [--json]`: the permission review for this host; launches nothing."""
 
 from __future__ import annotations
 

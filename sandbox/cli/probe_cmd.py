@@ -1,4 +1,4 @@
-"""`sandbox probe [--json]`: what this host offers, as a table or one JSON object."""
+"""`sandbox probe [--json]`: what this host offers, as a table or JSON; reports, decides nothing."""
 
 from __future__ import annotations
 

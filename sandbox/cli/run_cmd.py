@@ -1,4 +1,4 @@
-"""`sandbox run APP-ID|IMAGE [--yes] [--detach] [-- ARGS]`: review, consent, run, tear down."""
+"""`sandbox run APP-ID|IMAGE [--yes] [--detach] [-- ARGS]`: consent, then run; no launch logic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`sandbox update|rollback|rebase`: change an installed app's version or base, keeping one back."""
+"""`sandbox update|rollback|rebase`: change an app's version or base; rules stay in distribution."""
 
 from __future__ import annotations
 

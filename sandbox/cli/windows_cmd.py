@@ -1,4 +1,4 @@
-"""`sandbox windows [--json]`: the X11 windows on the display and the app each belongs to."""
+"""`sandbox windows [--json]`: X11 windows and the app of each; reads the display, no changes."""
 
 from __future__ import annotations
 

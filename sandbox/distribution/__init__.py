@@ -1,1 +1,1 @@
-"""App distribution: the .sbx bundle (export, safe reading), install records, desktop entries."""
+"""App distribution: .sbx bundles, install records, desktop entries; never prints."""

@@ -1,7 +1,7 @@
-"""Writes a .sbx bundle from a local image: the header member, then the engine's archive (all of
-it, or without the layers a base reference names).
+"""Writes a .sbx bundle from a local image, streaming; never holds the image or installs it.
 
-Streams: the image is never held in memory; only tar headers and manifest.json are parsed.
+The engine's archive goes in whole, or without the layers a base reference names. Streams: the
+image is never held in memory; only tar headers and manifest.json are parsed.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Menu integration: desktop entries, icons, the .sbx MIME type and its installer handler.
+"""Menu integration: desktop entries, icons, the .sbx MIME type; writes only under the data dir.
 
 Writes only under the given data dir and runs the freedesktop cache tools when present.
 """

@@ -1,4 +1,4 @@
-"""PulseAudio/PipeWire probe: bounded raw connect, then pulsectl server_info under a deadline."""
+"""PulseAudio/PipeWire probe: bounded connect, then pulsectl server_info; never loads modules."""
 
 from __future__ import annotations
 

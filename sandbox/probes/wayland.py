@@ -1,4 +1,4 @@
-"""Wayland probe: find the compositor socket as libwayland does and connect with a timeout."""
+"""Wayland probe: find the compositor socket as libwayland does, connect bounded; sends nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""X11 probe: a bounded raw handshake with the user's cookie, then python-xlib for extensions."""
+"""X11 probe: bounded handshake with the user's cookie, then python-xlib; changes nothing."""
 
 from __future__ import annotations
 

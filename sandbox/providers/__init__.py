@@ -1,1 +1,1 @@
-"""Providers: turn granted resource requests into host resources (grants) and tear them down."""
+"""Providers: granted requests -> host resources (grants), torn down; they decide no policy."""

@@ -1,1 +1,1 @@
-"""Runtime: compile a plan into a container spec, drive the engine, own the session lifecycle."""
+"""Runtime: plan -> container spec, engine, session lifecycle; it grants nothing the plan lacks."""

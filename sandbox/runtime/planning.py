@@ -1,4 +1,4 @@
-"""Manifest + policy layers + host facts -> LaunchPlan: the steps `plan` and `run` share."""
+"""Manifest + policy layers + host facts -> LaunchPlan, shared by plan and run; starts nothing."""
 
 from __future__ import annotations
 

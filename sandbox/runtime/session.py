@@ -1,4 +1,4 @@
-"""Session lifecycle: set up, create, start, wait and tear down one instance in reverse order."""
+"""One instance's lifecycle: set up, create, start, wait, tear down in reverse; never prints."""
 
 from __future__ import annotations
 
