@@ -210,6 +210,44 @@ def test_saves_persist_and_stay_private(docker_apps: Engine, tmp_path: Path) -> 
     assert code == 0 and "slot1" not in out
 
 
+@pytest.fixture
+def sudo_user(tmp_path: Path) -> Iterator[tuple[str, int, int, Path]]:
+    """A throwaway non-root account (name, uid, gid, home) whose home exists without ~/.local."""
+    name = f"sbxt{os.getpid() % 100000}"
+    home = tmp_path / "home"
+    subprocess.run(
+        ["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/sh", name],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        st = home.stat()
+        subprocess.run(["rm", "-rf", str(home / ".local")], check=True)  # skel may ship one
+        yield name, st.st_uid, st.st_gid, home
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+def test_saves_under_sudo_belong_to_the_user(
+    docker_apps: Engine, sudo_user: tuple[str, int, int, Path]
+) -> None:
+    _name, uid, gid, home = sudo_user
+    env = {**os.environ, "SUDO_UID": str(uid), "SUDO_GID": str(gid), "HOME": "/root"}
+    env.pop("XDG_DATA_HOME", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox", "run", "--yes", docker_apps.images[APP], "--",
+         "echo saved > /data/saves/slot; id -u"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (0, f"{uid}\n"), proc.stderr
+    saves = home / ".local/share/sandbox/apps" / APP / "saves"
+    made = [home / ".local", *saves.parents[: len(saves.parents) - len(home.parts) - 1]]
+    for path in [*made, saves, saves / "slot"]:
+        st = os.lstat(path)
+        assert (st.st_uid, st.st_gid) == (uid, gid), path
+    assert (saves / "slot").read_text() == "saved\n"
+    assert not (Path("/root/.local/share/sandbox/apps") / APP / "saves" / "slot").exists()
+
+
 def test_two_instances_share_one_memory_limit(docker_apps: Engine) -> None:
     eng = docker_apps
     hog = "import time; b = b'x' * (40 << 20); print('ok', flush=True); time.sleep(%d)"

@@ -28,24 +28,77 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _private_dir(path: Path, uid: int, gid: int) -> None:
-    """mkdir 0700 owned by uid:gid; an existing dir is re-owned and re-moded, a link refused."""
+def _open_user_dir(path: Path, uid: int, gid: int) -> int:
+    """An O_DIRECTORY fd of `path`, each missing component made (0700, as XDG asks) one mkdir
+    at a time under the fd of its parent, never by path, so no link is followed while creating.
+
+    A new component goes to uid:gid when its parent is that user's (under sudo no root-owned
+    ~/.local appears in the user's home); in anyone else's dir it stays the creator's, which
+    gives the user nothing. Existing components are never re-owned. Run for another user
+    (root under sudo), a link that root does not own must lead to a dir of that user: a user's
+    link never steers root's mkdir into a dir the user could not write. A swap after the check
+    can only steer it into a root-owned parent, where what is made stays root's."""
+    if not path.is_absolute():
+        raise ProviderError(f"storage: {path} is not an absolute path")
+    privileged = os.geteuid() != uid
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    fd = os.open("/", flags)
     try:
-        os.mkdir(path, 0o700)
+        for name in path.parts[1:]:
+            if name in (".", ".."):
+                raise ProviderError(f"storage: {path} has a {name!r} component")
+            parent = os.fstat(fd)
+            try:
+                os.mkdir(name, 0o700, dir_fd=fd)
+                if privileged and parent.st_uid == uid:
+                    os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+            except FileExistsError:
+                pass
+            link = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            child = os.open(name, flags if stat.S_ISLNK(link.st_mode) else flags | os.O_NOFOLLOW,
+                            dir_fd=fd)  # fmt: skip
+            os.close(fd)
+            fd = child
+            foreign_link = stat.S_ISLNK(link.st_mode) and link.st_uid != 0
+            if privileged and foreign_link and os.fstat(fd).st_uid != uid:
+                raise ProviderError(
+                    f"storage: {path}: {name} is a link into a directory not owned by "
+                    f"uid {uid}; refusing to create the user's data dir there"
+                )
+    except OSError as exc:
+        os.close(fd)
+        raise ProviderError(f"storage: cannot create {path}: {exc.strerror or exc}") from exc
+    except ProviderError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _private_dir(parent_fd: int, name: str, uid: int, gid: int, where: Path) -> int:
+    """mkdir 0700 owned by uid:gid under parent_fd; an existing dir is re-owned and re-moded
+    (through its fd, never by path), a link refused. Returns the dir's fd."""
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
     except FileExistsError:
         pass
     except OSError as exc:
-        raise ProviderError(f"storage: cannot create {path}: {exc.strerror or exc}") from exc
+        raise ProviderError(f"storage: cannot create {where}: {exc.strerror or exc}") from exc
     try:
-        st = os.lstat(path)
-        if not stat.S_ISDIR(st.st_mode):
-            raise ProviderError(f"storage: {path} exists and is not a directory")
-        if (st.st_uid, st.st_gid) != (uid, gid):
-            os.chown(path, uid, gid, follow_symlinks=False)
-        if stat.S_IMODE(st.st_mode) != 0o700:
-            os.chmod(path, 0o700)
+        fd = os.open(
+            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd
+        )
     except OSError as exc:
-        raise ProviderError(f"storage: cannot secure {path}: {exc.strerror or exc}") from exc
+        raise ProviderError(f"storage: {where} exists and is not a directory") from exc
+    try:
+        st = os.fstat(fd)
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.fchown(fd, uid, gid)
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    except OSError as exc:
+        os.close(fd)
+        raise ProviderError(f"storage: cannot secure {where}: {exc.strerror or exc}") from exc
+    return fd
 
 
 class StorageProvider:
@@ -60,12 +113,17 @@ class StorageProvider:
             raise ProviderError(
                 f"{self.name}: requested for {self.request.app_id}, not {ctx.app_id}"
             )
-        root = ctx.data_home / APPS_DIR
-        os.makedirs(root, mode=0o755, exist_ok=True)
         app_dir = app_data_dir(ctx.data_home, ctx.app_id)
-        _private_dir(app_dir, ctx.uid, ctx.gid)
         path = app_dir / _check_name(self.request.name)
-        _private_dir(path, ctx.uid, ctx.gid)
+        root_fd = _open_user_dir(ctx.data_home / APPS_DIR, ctx.uid, ctx.gid)
+        try:
+            app_fd = _private_dir(root_fd, app_dir.name, ctx.uid, ctx.gid, app_dir)
+            try:
+                os.close(_private_dir(app_fd, path.name, ctx.uid, ctx.gid, path))
+            finally:
+                os.close(app_fd)
+        finally:
+            os.close(root_fd)
         return Grant(
             mounts=(
                 Mount(
