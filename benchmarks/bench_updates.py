@@ -32,7 +32,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("base", nargs="?", default="sandbox-test/base:bookworm")
     base = ap.parse_args().base
+    # PREFIX is unique per process (pid and a token): a concurrent test run keeps its tags.
     v1, v2, patched = f"{PREFIX}-demo:1.0.0", f"{PREFIX}-demo:2.0.0", f"{PREFIX}-base:patched"
+    made: list[str] = [v1, v2, patched]
+    try:
+        measure(base, v1, v2, patched, made)
+    finally:
+        for tag in made:
+            subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
+
+
+def measure(base: str, v1: str, v2: str, patched: str, made: list[str]) -> None:
+    """Sizes and the rebase timing; every tag it creates is appended to `made`."""
     with tempfile.TemporaryDirectory(prefix="bench-updates-") as d:
         tmp = Path(d)
         build(demo_context(tmp, "1.0.0", base), v1)
@@ -73,14 +84,15 @@ def main() -> None:
         run("sandbox", "export", v1, "-o", str(tmp / "v1.sbx"))
         run("sandbox", "install", "--yes", str(tmp / "v1.sbx"), env=env)
         t0 = time.perf_counter()
-        out = run("sandbox", "rebase", "org.sandbox.Demo", "--onto", patched, env=env)
+        said = run("sandbox", "rebase", "org.sandbox.Demo", "--onto", patched, env=env)
         total = time.perf_counter() - t0
-        build_load = float(out.split(" in ")[1].split(" s")[0])
+        build_load = float(said.split(" in ")[1].split(" s")[0])
         record = json.loads((tmp / "data/sandbox/installed/org.sandbox.Demo.json").read_text())
         rebased = record["image-id"]
         archive = tmp / "rebased-app-layers.tar"
         run("docker", "save", "-o", str(archive), rebased)
         tags = record["tags"]
+        made.extend(tags)
         run("sandbox", "rollback", "org.sandbox.Demo", env=env)
         run("docker", "rmi", *tags)
         t0 = time.perf_counter()
@@ -91,8 +103,6 @@ def main() -> None:
             f"docker load -i of the same image {plain:.2f} s; ratio {build_load / plain:.2f}"
         )
         run("sandbox", "uninstall", "org.sandbox.Demo", env=env)
-        for tag in (*tags, v2, patched):
-            subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tarfile
@@ -16,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "org.sandbox.Demo"
-PREFIX = "sandbox-test/upd"
+# Unique per run: parallel runs (or a benchmark importing this) must not move each other's tags.
+PREFIX = f"sandbox-test/upd-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def docker(*args: str, check: bool = True) -> str:
@@ -160,7 +162,7 @@ def test_delta_update_rollback_and_saves(
     changed = set(diff_ids(v2)) - set(diff_ids(v1))
     assert changed and layer_digests(delta) == changed
     assert not set(diff_ids(base_image)) & layer_digests(delta)
-    base_size = int(inspect(base_image)["Size"])  # bytes of the unpacked layers
+    base_size = int(str(inspect(base_image)["Size"]))  # bytes of the unpacked layers
     assert full2.stat().st_size - delta.stat().st_size >= base_size
 
     image_v2 = inspect(v2)["Id"]
@@ -254,7 +256,11 @@ def test_thin_file_without_its_base_loads_nothing(
     docker("rmi", app_tag)
     docker("rmi", base2)
     before = images()
-    out = sandbox(env, "install", "--yes", str(thin))
-    assert out.returncode == 2
-    assert base2 in out.stderr and "not installed" in out.stderr
-    assert images() == before
+    try:
+        out = sandbox(env, "install", "--yes", str(thin))
+        assert out.returncode == 2
+        assert base2 in out.stderr and "not installed" in out.stderr
+        assert images() == before
+    finally:
+        for tag in (app_tag, base2):
+            docker("rmi", tag, check=False)
