@@ -1,5 +1,8 @@
 """Builds small docker-archive bundles in memory (loadable by a real engine) and hostile ones."""
 
+# Two layouts: the classic one (<id>/layer.tar, <config>.json) and Docker 25+'s `docker save`
+# (OCI layout: oci-layout, index.json and blobs/sha256/*, with manifest.json naming the blobs).
+
 from __future__ import annotations
 
 import hashlib
@@ -75,6 +78,7 @@ class Knobs:
     kind: BundleKind = BundleKind.FULL
     omit: int = 0  # a partial bundle: leave out the first `omit` layers, naming them as the base
     omit_extra: bool = False  # also leave out a layer the base reference does not name
+    oci_layout: bool = False  # Docker 25+ `docker save`: blobs/sha256/*, index.json, oci-layout
 
 
 def _sha(data: bytes) -> str:
@@ -99,10 +103,15 @@ def build_bundle(
     }
     config_bytes = json.dumps(config).encode()
     config_hex = _sha(config_bytes)
-    layer_names = [f"{_sha(layer)}/layer.tar" for layer in layers]
+    if knobs.oci_layout:
+        layer_names = [f"blobs/sha256/{_sha(layer)}" for layer in layers]
+        config_name = f"blobs/sha256/{config_hex}"
+    else:
+        layer_names = [f"{_sha(layer)}/layer.tar" for layer in layers]
+        config_name = f"{config_hex}.json"
     listed = layer_names[:-1] if knobs.drop_layer_from_manifest_json else layer_names
     manifest_json = json.dumps(
-        [{"Config": f"{config_hex}.json", "RepoTags": list(knobs.tags), "Layers": listed}]
+        [{"Config": config_name, "RepoTags": list(knobs.tags), "Layers": listed}]
     ).encode()
     header = BundleHeader(
         manifest=knobs.header_manifest or manifest,
@@ -125,7 +134,10 @@ def build_bundle(
             layer[:600] + bytes([layer[600] ^ 0xFF]) + layer[601:] if knobs.corrupt_layer else layer
         )
         members.append((name, stored))
-    members += [(f"{config_hex}.json", config_bytes), ("manifest.json", manifest_json)]
+    members.append((config_name, config_bytes))
+    if knobs.oci_layout:
+        members += _oci_members(config_hex, len(config_bytes), layers, knobs.tags)
+    members.append(("manifest.json", manifest_json))
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         first = True
@@ -139,6 +151,50 @@ def build_bundle(
                     tar.addfile(extra, io.BytesIO(payload) if payload is not None else None)
                 first = False
     return buf.getvalue()
+
+
+def _oci_members(
+    config_hex: str, config_size: int, layers: Sequence[bytes], tags: Sequence[str]
+) -> list[tuple[str, bytes]]:
+    """The OCI image manifest blob, index.json and oci-layout, as Docker 25+ writes them."""
+    image_manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": f"sha256:{config_hex}",
+                "size": config_size,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": f"sha256:{_sha(layer)}",
+                    "size": len(layer),
+                }
+                for layer in layers
+            ],
+        }
+    ).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": f"sha256:{_sha(image_manifest)}",
+                    "size": len(image_manifest),
+                    "annotations": {"io.containerd.image.name": tags[0]} if tags else {},
+                }
+            ],
+        }
+    ).encode()
+    return [
+        (f"blobs/sha256/{_sha(image_manifest)}", image_manifest),
+        ("index.json", index),
+        ("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'),
+    ]
 
 
 def many_members_bundle(manifest: Manifest, count: int) -> bytes:

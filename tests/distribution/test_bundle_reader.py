@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tarfile
 from pathlib import Path
 
@@ -176,3 +177,31 @@ def test_header_parse_is_strict() -> None:
         )
     with pytest.raises(BundleError, match="unknown key"):
         parse_header(b'{"format":"x","extra":1}')
+
+
+def test_oci_layout_archive_verifies(tmp_path: Path) -> None:
+    """Docker 25+ `docker save` output: config and layers as blobs/sha256/*, plus index.json."""
+    manifest = tiny_manifest()
+    data = build_bundle(manifest, knobs=Knobs(oci_layout=True))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = tar.getnames()
+    assert {"index.json", "oci-layout", "manifest.json"} <= set(names)
+    assert not any(n.endswith("layer.tar") for n in names)
+    verified = verify_bundle(_write(tmp_path, data))
+    assert verified.header.manifest == manifest
+    assert verified.icon == PNG_48
+    assert b"".join(stream_verified(verified)) == data
+
+
+def test_oci_layout_blob_with_a_bad_digest_is_named(tmp_path: Path) -> None:
+    data = build_bundle(tiny_manifest(), knobs=Knobs(oci_layout=True, corrupt_layer=True))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        blob = next(
+            n
+            for n in tar.getnames()
+            if n.startswith("blobs/sha256/") and tar.getmember(n).size > 1024
+        )
+    with pytest.raises(BundleError) as caught:
+        verify_bundle(_write(tmp_path, data))
+    assert caught.value.member == blob
+    assert "content has sha256" in caught.value.problem
