@@ -371,6 +371,52 @@ def test_sigkilled_launcher_then_gc_leaves_nothing(docker_apps: Engine) -> None:
     assert not [e for e in os.listdir(base) if e.startswith(instances.PENDING_PREFIX)]
 
 
+@pytest.mark.parametrize(
+    ("sig", "script", "code"),
+    [
+        # the app's PID 1 handles SIGTERM: docker stop's SIGTERM ends it at once (128 + 15)
+        (signal.SIGTERM, "trap 'exit 143' TERM; sleep 60 & wait", 143),
+        # `sh -c` as PID 1 has no handler, so the kernel drops the SIGTERM: SIGKILL after 3 s
+        (signal.SIGINT, "sleep 60", 137),
+    ],
+    ids=["term", "int"],
+)
+def test_signalled_launcher_tears_everything_down(
+    engine: Engine, sig: signal.Signals, script: str, code: int
+) -> None:
+    base = instances.instances_dir(os.geteuid())
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "run", "--yes", engine.images[APP], "--", script],
+        stdin=subprocess.DEVNULL, env={**os.environ, "DOCKER_HOST": engine.url},
+    )  # fmt: skip
+    try:
+
+        def running() -> bool:
+            return any(
+                i.state.app_id == APP
+                and i.state.container_id
+                and gc.container_pids(APP, i.state.container_id)
+                for i in instances.list_instances(base)
+            )
+
+        wait_until(running, interval=0.1)
+        [inst] = [i for i in instances.list_instances(base) if i.state.app_id == APP]
+        signalled = time.monotonic()
+        launcher.send_signal(sig)
+        assert launcher.wait(timeout=20) == code
+        assert time.monotonic() - signalled < 10
+    finally:
+        launcher.kill()
+        launcher.wait()
+    assert not _containers(engine, APP)
+    assert not _app_cgroup_dirs(APP)
+    assert not inst.path.exists()
+    # other launches (other tests, other users of this runtime dir) may be pending right now
+    links = [e for e in os.scandir(base) if e.is_symlink()]
+    assert not [e for e in links if os.readlink(e.path) == inst.path.name]
+    assert not [i for i in instances.list_instances(base) if i.state.app_id == APP]
+
+
 def test_run_without_tty_needs_yes(docker_apps: Engine) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sandbox", "run", docker_apps.images[APP], "--", "true"],
