@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 
 import sandbox
@@ -23,6 +24,20 @@ async def main() -> int:
 
     prepared = sandbox.plan(opts.target)
     print(review_text(prepared.plan), file=sys.stderr)  # a real launcher shows a dialog here
+
+    # The app runs in the engine, not in our process group: Ctrl-C or a SIGTERM to this
+    # process would end only us and leave the app running. So each signal stops the app
+    # (a second one kills it); wait_async() below then returns and tears down. Installed
+    # before launch(): a signal during the launch is handled once launch() has returned.
+    session: sandbox.Session | None = None
+
+    def on_signal() -> None:
+        if session is not None:
+            session.stop_in_background()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
     session = sandbox.launch(
         prepared,
         args=tuple(opts.args),

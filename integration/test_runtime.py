@@ -417,6 +417,32 @@ def test_signalled_launcher_tears_everything_down(
     assert not [i for i in instances.list_instances(base) if i.state.app_id == APP]
 
 
+def test_example_launcher_stops_the_app_on_sigint(docker_apps: Engine) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "launcher.py"
+    base = instances.instances_dir(os.geteuid())
+    launcher = subprocess.Popen(
+        [sys.executable, str(example), docker_apps.images[APP], "sleep 60", "--timeout", "120"],
+        stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert launcher.stderr is not None
+        started = ""
+        while "started" not in started:  # printed once launch() returned: handlers are in
+            started = launcher.stderr.readline()
+            assert started, "the example launcher ended before starting the app"
+        signalled = time.monotonic()
+        launcher.send_signal(signal.SIGINT)
+        code = launcher.wait(timeout=20)
+        assert time.monotonic() - signalled < 10
+    finally:
+        launcher.kill()
+        launcher.wait()
+    assert code == 137  # `sh -c` as PID 1 ignores SIGTERM: killed after docker stop's 3 s
+    assert not _containers(docker_apps, APP)
+    assert not _app_cgroup_dirs(APP)
+    assert not [i for i in instances.list_instances(base) if i.state.app_id == APP]
+
+
 def test_run_without_tty_needs_yes(docker_apps: Engine) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sandbox", "run", docker_apps.images[APP], "--", "true"],
