@@ -100,7 +100,10 @@ def podman_apps(podman_client_url: str, tmp_path_factory: pytest.TempPathFactory
     tools = os.environ.get("SANDBOX_TEST_TOOLS_IMAGE", "sandbox-test/tools:latest")
     sh = '["/bin/sh", "-c"]'
     tag = _build("podman", tools, "sandbox-test/rt-app", _manifest(APP, sh), tmp)
-    return Engine("podman", podman_client_url, {APP: f"localhost/{tag}"})
+    other = _build("podman", tools, "sandbox-test/rt-other", _manifest(OTHER, sh), tmp)
+    return Engine(
+        "podman", podman_client_url, {APP: f"localhost/{tag}", OTHER: f"localhost/{other}"}
+    )
 
 
 @pytest.fixture(params=["docker", "podman"])
@@ -196,8 +199,8 @@ def test_failed_start_leaves_nothing(engine: Engine) -> None:
     assert not [e for e in os.listdir(base) if e.startswith(instances.PENDING_PREFIX)]
 
 
-def test_saves_persist_and_stay_private(docker_apps: Engine, tmp_path: Path) -> None:
-    eng = docker_apps
+def test_saves_persist_and_stay_private(engine: Engine, tmp_path: Path) -> None:
+    eng = engine
     code, _, err = run_app(eng, eng.images[APP], "echo level-7 > /data/saves/slot1")
     assert code == 0, err
     code, out, _ = run_app(eng, eng.images[APP], "cat /data/saves/slot1")
@@ -345,12 +348,12 @@ def test_gc_during_a_launch_keeps_the_app_limits(
     assert not _app_cgroup_dirs(SHARED)
 
 
-def test_sigkilled_launcher_then_gc_leaves_nothing(docker_apps: Engine) -> None:
-    eng = docker_apps
+def test_sigkilled_launcher_then_gc_leaves_nothing(engine: Engine) -> None:
+    eng = engine
     launcher = subprocess.Popen(
         [sys.executable, "-m", "sandbox", "run", "--yes", eng.images[APP], "--", "sleep 60"],
-        stdin=subprocess.DEVNULL,
-    )
+        stdin=subprocess.DEVNULL, env={**os.environ, "DOCKER_HOST": eng.url},
+    )  # fmt: skip
     base = instances.instances_dir(os.geteuid())
 
     def started() -> bool:
