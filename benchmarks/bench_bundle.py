@@ -1,9 +1,11 @@
 """Export and install of a real image against `docker save -o` and `docker load -i`, one run.
 
-Usage: python benchmarks/bench_bundle.py [BASE] [--runs N]. The measured image is BASE's
-filesystem re-imported as one fresh layer (so no other local image shares it) with the demo
-app's manifest as labels; every load starts with that image removed, so both sides do the full
+Usage: python benchmarks/bench_bundle.py [BASE] [--runs N] [--before REV]. The measured image is
+BASE's filesystem re-imported as one fresh layer (so no other local image shares it) with the
+demo app's manifest as labels; every load starts with that image removed, so both sides do the full
 work. Install is verify + load (what `sandbox install --yes` does, without the prompt).
+--before REV also times export and install through sandbox/runtime/docker_adapter.py as it was
+at git revision REV (only that module; everything else is this tree's), in the same run.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def timed(fn: Callable[[], object], runs: int, before: Callable[[], object] | None = None) -> float:
@@ -26,6 +31,19 @@ def timed(fn: Callable[[], object], runs: int, before: Callable[[], object] | No
         fn()
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
+
+
+def adapter_at(rev: str) -> Any:
+    """A DockerAdapter from docker_adapter.py as it was at `rev`."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "-C", str(root), "show", f"{rev}:sandbox/runtime/docker_adapter.py"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    module = types.ModuleType("_docker_adapter_before")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{rev}:sandbox/runtime/docker_adapter.py", "exec"), module.__dict__)
+    return module.DockerAdapter.from_env()
 
 
 def build_unique(base: str, tag: str) -> None:
@@ -60,8 +78,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("base", nargs="?", default="sandbox-test/base:bookworm")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--before", metavar="REV", help="also time the adapter of git REV")
     args = parser.parse_args()
     adapter = DockerAdapter.from_env()
+    old = adapter_at(args.before) if args.before else None
     tag = "sandbox-bench/bundle:1"
     build_unique(args.base, tag)
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
@@ -76,11 +96,12 @@ def main() -> None:
                 args.runs,
             )
             export = timed(lambda: export_image(adapter, tag, sbx), args.runs)
+            export_old = timed(lambda: export_image(old, tag, sbx), args.runs) if old else 0.0
             verify = timed(lambda: verify_bundle(sbx), args.runs)
 
-            def install() -> None:
+            def install(through: Any = adapter) -> None:
                 bundle = verify_bundle(sbx)
-                adapter.image_load_stream(stream_verified(bundle), bundle.size)
+                through.image_load_stream(stream_verified(bundle), bundle.size)
 
             load = timed(
                 lambda: subprocess.run(
@@ -90,6 +111,7 @@ def main() -> None:
                 rmi,
             )
             inst = timed(install, args.runs, rmi)
+            inst_old = timed(lambda: install(old), args.runs, rmi) if old else 0.0
         finally:
             subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
         size = sbx.stat().st_size
@@ -97,8 +119,12 @@ def main() -> None:
     print(f"image {tag} (from {args.base}): bundle {mib:.0f} MiB, medians of {args.runs} runs")
     print(f"  docker save -o      {save:6.2f} s")
     print(f"  sandbox export      {export:6.2f} s   ratio {export / save:.2f}")
+    if old:
+        print(f"    before {args.before:<10} {export_old:6.2f} s   ratio {export_old / save:.2f}")
     print(f"  docker load -i      {load:6.2f} s")
     print(f"  sandbox install     {inst:6.2f} s   ratio {inst / load:.2f}")
+    if old:
+        print(f"    before {args.before:<10} {inst_old:6.2f} s   ratio {inst_old / load:.2f}")
     print(f"    of which verify   {verify:6.2f} s (one read: file, member and layer hashes, icon)")
 
 
