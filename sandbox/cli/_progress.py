@@ -19,6 +19,7 @@ class ProgressBar:
         self._last = 0.0
         self._shown = False
         self._state: tuple[int, int] | None = None
+        self._drawn: tuple[int, int] | None = None  # the state on screen now
 
     def __call__(self, done: int, total: int) -> None:
         self._state = (done, max(total, done))
@@ -28,8 +29,9 @@ class ProgressBar:
             self._draw()
 
     def _draw(self) -> None:
-        if self._state is None:
-            return
+        if self._state is None or self._state == self._drawn:
+            return  # the same line again would show twice in a log (no terminal to overwrite)
+        self._drawn = self._state
         done, total = self._state
         frac = done / total if total > 0 else 1.0
         bar = "#" * int(frac * _WIDTH)
@@ -45,3 +47,4 @@ class ProgressBar:
             self._out.write("\n")
             self._out.flush()
             self._state = None
+            self._drawn = None

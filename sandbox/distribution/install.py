@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import enum
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,13 @@ from sandbox.distribution.installed import (
     remove_installed,
     save_installed,
 )
-from sandbox.distribution.partial import LoadOutcome, PartialLoad, find_source, load_partial
-from sandbox.errors import BundleError, LaunchError, ManifestError
+from sandbox.distribution.partial import (
+    LoadOutcome,
+    PartialLoad,
+    find_source,
+    load_partial,
+)
+from sandbox.errors import BundleError, LaunchError, ManifestError, SandboxError
 from sandbox.policy.facts import HostFacts
 from sandbox.policy.layers import UserOverride, adds_permissions
 from sandbox.policy.manifest import manifest_from_labels
@@ -165,17 +171,29 @@ def commit_install(
     now: datetime.datetime | None = None,
     partial_load: PartialLoad = PartialLoad.AUTO,
     keep_previous: bool = False,
+    before_save: Callable[[], None] | None = None,
 ) -> InstallResult:
     """Load the verified bundle, then write the record, icon and menu entry. With
-    `keep_previous` (an update) the replaced version stays, for `sandbox rollback`."""
+    `keep_previous` (an update) the replaced version stays, for `sandbox rollback`.
+    `before_save` runs after the load, right before anything is written; when it raises, the
+    image this call loaded is removed again and nothing is written."""
     bundle = preview.bundle
     header = bundle.header
+    loaded_here = False
+    notes: list[str] = []
     if preview.action is not InstallAction.SAME:
+        loaded_here = adapter.image_details(header.image_id) is None
         load_verified(adapter, preview, progress=progress, mode=partial_load)
         loaded = adapter.image_details(header.image_id)
         if loaded is None:
             raise LaunchError(f"the engine did not keep image {header.image_id} after loading")
-    notes: list[str] = []
+    if before_save is not None:
+        try:
+            before_save()
+        except SandboxError:
+            if loaded_here:
+                _unload(adapter, header)
+            raise
     files = desktop.install_entry(header.manifest, bundle.icon, data_home)
     if bundle.icon is None and header.manifest.app.icon:
         notes.append(f"no icon: {header.manifest.app.icon} is not a PNG or SVG file in the image")
@@ -211,6 +229,19 @@ def commit_install(
         except LaunchError as exc:
             notes.append(f"kept the older image {drop.image_id[:19]}: {exc}")
     return InstallResult(app, files, removed, tuple(notes))
+
+
+def _unload(adapter: DockerAdapter, header: BundleHeader) -> None:
+    """Best effort: take back an image loaded for an install that did not go through."""
+    try:
+        for tag in header.tags:
+            current = adapter.image_details(tag)
+            if current is not None and current.id == header.image_id:
+                adapter.image_remove(tag)
+        if adapter.image_details(header.image_id) is not None:
+            adapter.image_remove(header.image_id)
+    except LaunchError:
+        pass  # the caller's error says what went wrong; a leftover image is only disk
 
 
 def _kept_id(app: InstalledApp) -> str | None:

@@ -97,9 +97,18 @@ def commit_update(
     partial_load: PartialLoad = PartialLoad.AUTO,
 ) -> InstallResult:
     """Load and switch, keeping the replaced version for rollback; refuses (before loading)
-    while an instance runs the installed image, unless it ends within `wait_s`."""
-    if preview.previous is not None and preview.action is not InstallAction.SAME:
-        wait_until_idle(adapter, preview.previous, wait_s)
+    while an instance runs the installed image, unless it ends within `wait_s`. A first
+    install (no previous version) goes straight through, so every install may come here."""
+    previous = preview.previous
+    recheck: Callable[[], None] | None = None
+    if previous is not None and preview.action is not InstallAction.SAME:
+        wait_until_idle(adapter, previous, wait_s)
+
+        def recheck() -> None:
+            # An instance may have started while the image loaded; the record must not
+            # switch under it (the loaded image is taken back by commit_install).
+            wait_until_idle(adapter, previous, wait_s)
+
     return commit_install(
         preview,
         adapter,
@@ -107,6 +116,7 @@ def commit_update(
         progress=progress,
         partial_load=partial_load,
         keep_previous=True,
+        before_save=recheck,
     )
 
 

@@ -337,7 +337,16 @@ class HotplugProvider:
         if self._thread is not None:
             raise ProviderError(f"{self.name}: already attached")
         devices = self._devices_factory(target, self._gid, self.request.cgroup)
-        source = self._source_factory(self.request)
+        try:
+            source = self._source_factory(self.request)
+        except OSError as exc:
+            # pyudev opens a netlink socket here: no udev (a container host, a seccomp'd
+            # launcher) must read as the provider failing, not as a raw OSError.
+            raise ProviderError(
+                f"{self.name}: cannot watch udev for {self.request.subsystem} devices "
+                f"(devices plugged in while the app runs will not be added): "
+                f"{exc.strerror or exc}"
+            ) from exc
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._run, args=(source, devices), name=self.name, daemon=True

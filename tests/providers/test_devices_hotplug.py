@@ -144,6 +144,19 @@ def test_failing_source_ends_hotplug_not_the_caller(tmp_path: Path) -> None:
     assert "netlink gone" in provider.errors[0]
 
 
+def test_attach_reports_an_unavailable_udev_as_a_provider_error(tmp_path: Path) -> None:
+    def no_netlink(_r: HotplugRequest) -> QueueEventSource:
+        raise PermissionError(13, "Permission denied")
+
+    provider = HotplugProvider(
+        GAMEPAD, source_factory=no_netlink, devices_factory=lambda _t, _g, _m: RecordingDevices()
+    )
+    provider.setup(ctx(tmp_path))
+    with pytest.raises(ProviderError, match=r"hotplug gamepad: cannot watch udev.*Permission"):
+        provider.attach(ContainerTarget(pid=1))
+    provider.teardown()  # nothing started: still safe
+
+
 def test_attach_needs_setup() -> None:
     with pytest.raises(ProviderError):
         HotplugProvider(WEBCAM).attach(ContainerTarget(pid=1))
