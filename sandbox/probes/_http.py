@@ -52,8 +52,28 @@ def _line(reader: BinaryIO, budget: list[int]) -> bytes:
     return line
 
 
+@dataclass(frozen=True)
+class Head:
+    status: int
+    reason: str
+    headers: dict[str, str]  # lower-case names
+
+
 def read_response(reader: BinaryIO, method: str = "GET") -> Response:
     """One response from `reader` (sock.makefile("rb")); the body is read whole."""
+    head = read_head(reader)
+    return read_body(reader, method, head)
+
+
+def read_body(reader: BinaryIO, method: str, head: Head) -> Response:
+    """The rest of a response whose head read_head() returned."""
+    return Response(
+        head.status, head.reason, head.headers, _body(reader, method, head.status, head.headers)
+    )
+
+
+def read_head(reader: BinaryIO) -> Head:
+    """The status line and headers only (a long-poll's answer comes later in its body)."""
     budget = [MAX_HEAD]
     status_line = _line(reader, budget)
     if not status_line:
@@ -73,9 +93,7 @@ def read_response(reader: BinaryIO, method: str = "GET") -> Response:
         if not sep:
             raise BadResponseError(f"malformed header line: {line[:40]!r}")
         headers[name.strip().lower()] = value.strip()
-    return Response(
-        status, parts[2] if len(parts) > 2 else "", headers, _body(reader, method, status, headers)
-    )
+    return Head(status, parts[2] if len(parts) > 2 else "", headers)
 
 
 def _exact(reader: BinaryIO, n: int) -> bytes:

@@ -331,18 +331,33 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
 
 
 class PendingWait:
-    """A wait request sent before start, so an instant exit is never missed."""
+    """A wait request sent before start, so an instant exit is never missed.
+
+    Both engines register the waiter before they answer the head (Docker's postContainersWait,
+    Podman's compat wait) and send the exit code in the body. Only after the head has come is
+    the waiter sure to exist: a `next-exit` waiter made after a quick app's exit would wait for
+    ever, so the head is read here, before the caller starts the container."""
 
     def __init__(self, sock: socket.socket, cid: str) -> None:
+        from sandbox.probes import _http
+
         self._sock = sock
         self._cid = cid
+        try:
+            sock.settimeout(_TIMEOUT_S)
+            self._reader = sock.makefile("rb")
+            self._head = _http.read_head(self._reader)
+            sock.settimeout(None)  # the body comes when the app exits
+        except OSError as exc:
+            sock.close()
+            raise LaunchError(f"wait {cid[:12]}: engine connection failed: {exc}") from exc
 
     def result(self) -> int:
         from sandbox.probes import _http
 
         try:
-            with self._sock.makefile("rb") as reader:
-                resp = _http.read_response(reader, "POST")
+            with self._reader as reader:
+                resp = _http.read_body(reader, "POST", self._head)
         except OSError as exc:
             raise LaunchError(f"wait {self._cid[:12]}: engine connection failed: {exc}") from exc
         finally:
@@ -355,6 +370,7 @@ class PendingWait:
         return int(data.get("StatusCode", 1))
 
     def close(self) -> None:
+        self._reader.close()
         self._sock.close()
 
 
