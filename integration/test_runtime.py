@@ -361,11 +361,15 @@ def test_sigkilled_launcher_then_gc_leaves_nothing(engine: Engine) -> None:
             i.state.app_id == APP and i.state.container_id for i in instances.list_instances(base)
         ) and bool(_app_cgroup_dirs(APP))
 
-    wait_until(started, interval=0.1)
-    [inst] = [i for i in instances.list_instances(base) if i.state.app_id == APP]
-    wait_until(lambda: bool(gc.container_pids(APP, inst.state.container_id or "")), interval=0.1)
-    launcher.send_signal(signal.SIGKILL)
-    launcher.wait()
+    try:
+        wait_until(started, interval=0.1)
+        [inst] = [i for i in instances.list_instances(base) if i.state.app_id == APP]
+        wait_until(
+            lambda: bool(gc.container_pids(APP, inst.state.container_id or "")), interval=0.1
+        )
+    finally:  # also when a wait fails: never leave a launcher (and its app) behind
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
     report = gc.gc((eng.url,))
     assert not report.problems
     assert not _containers(eng, APP)
