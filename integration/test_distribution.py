@@ -4,6 +4,7 @@ before the engine sees them, updates that ask again, menu entries and the .sbx M
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -25,6 +26,8 @@ from bundle_factory import (  # noqa: E402
     many_members_bundle,
     tiny_manifest,
 )
+
+from sandbox.distribution.bundle_format import HEADER_NAME  # noqa: E402
 
 TINY_ID = "org.sandbox.TinyTest"
 PRIVATE_TAG = "sandbox-test/demo-roundtrip:1.0.0"
@@ -187,6 +190,24 @@ def _hostile() -> dict[str, bytes]:
     }
 
 
+def _layer_member(bundle: bytes) -> str:
+    with tarfile.open(fileobj=io.BytesIO(bundle)) as tar:
+        return next(n for n in tar.getnames() if n.endswith("/layer.tar"))
+
+
+# kind -> (the member the error must name, what it must say about it)
+EXPECTED: dict[str, tuple[str | None, str]] = {
+    "tar-slip": ("../../x", "'..'"),
+    "symlink-escape": ("l", "escapes the archive"),
+    "hardlink-escape": ("h", "escapes the archive"),
+    "device": ("d", "device"),
+    "bad-digest": (None, "the config says"),  # the layer member, read from the bundle
+    "truncated": ("manifest.json", "end of data"),
+    "many-members": ("m9999", "more than 10000 members"),
+    "fewer-caps": (HEADER_NAME, "asks for webcam"),
+}
+
+
 @pytest.mark.parametrize("kind", sorted(_hostile()))
 def test_hostile_bundle_is_refused_before_the_engine(
     kind: str, xdg: dict[str, str], tmp_path: Path
@@ -199,6 +220,10 @@ def test_hostile_bundle_is_refused_before_the_engine(
     out = sandbox(xdg, "install", "--yes", str(bundle))
     assert out.returncode == 2, out.stdout + out.stderr
     assert "sandbox: error:" in out.stderr
+    member, problem = EXPECTED[kind]
+    if member is None:
+        member = _layer_member(bundle.read_bytes())
+    assert f"{member}: " in out.stderr and problem in out.stderr, out.stderr
     assert images() == before_images
     assert (tree(data), tree(config)) == before
 
