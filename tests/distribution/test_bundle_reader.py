@@ -205,3 +205,56 @@ def test_oci_layout_blob_with_a_bad_digest_is_named(tmp_path: Path) -> None:
         verify_bundle(_write(tmp_path, data))
     assert caught.value.member == blob
     assert "content has sha256" in caught.value.problem
+
+
+def _tar(fmt: int, entries: list[tuple[str, bytes | None, bytes]]) -> bytes:
+    """(name, data or None for a dir, type) -> a tar in `fmt`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for name, data, kind in entries:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.size = len(data) if data is not None else 0
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+LONG = "opt/" + "a-long-directory-name/" * 8 + "icon.png"  # > 100 bytes: prefix, pax or GNU
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+@pytest.mark.parametrize("chunk", [1, 511, 512, 4096, 1 << 20])
+def test_layer_scanner_reads_long_names_in_every_format(fmt: int, chunk: int) -> None:
+    from sandbox.distribution.bundle_reader import _LayerScanner
+
+    layer = _tar(
+        fmt,
+        [
+            ("opt", None, tarfile.DIRTYPE),
+            ("opt/big", b"x" * 5000, tarfile.REGTYPE),
+            ("opt/link", None, tarfile.SYMTYPE),
+            (LONG, PNG_48, tarfile.REGTYPE),
+            ("opt/after", b"y" * 700, tarfile.REGTYPE),
+        ],
+    )
+    scanner = _LayerScanner(LONG, 1 << 20)
+    for i in range(0, len(layer), chunk):
+        scanner.feed(layer[i : i + chunk])
+    scan = scanner.result()
+    assert scan.present and scan.icon == PNG_48 and not scan.removed
+
+
+def test_layer_scanner_sees_whiteouts_and_gives_up_on_garbage() -> None:
+    from sandbox.distribution.bundle_reader import _LayerScanner
+
+    hide = _tar(tarfile.PAX_FORMAT, [(f"{LONG.rsplit('/', 1)[0]}/.wh.icon.png", b"", b"0")])
+    scanner = _LayerScanner(LONG, 1 << 20)
+    scanner.feed(hide)
+    assert scanner.result().removed and not scanner.result().present
+    garbage = _LayerScanner(LONG, 1 << 20)
+    garbage.feed(b"\x01" * 4096)  # not a tar header
+    assert garbage.result() == type(garbage.result())()
+    too_big = _tar(tarfile.USTAR_FORMAT, [(LONG, b"z" * 3000, b"0")])
+    small = _LayerScanner(LONG, 1024)
+    small.feed(too_big)
+    assert small.result().present and small.result().icon is None
