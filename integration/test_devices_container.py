@@ -233,3 +233,63 @@ def test_hotplug_adds_matching_and_takes_it_away(
         assert provider.errors == []
     finally:
         provider.teardown()
+
+
+def test_gamepad_hotplug_adds_a_joystick_under_dev_input_never_keyboard_or_mouse(
+    run_plan: Callable[[LaunchPlan], Running], tmp_path: Path
+) -> None:
+    _need_v1_devices()
+    manifest = Manifest(
+        app=AppInfo(id=_app_id(), name="Pad test", version="1.0", command=("sleep", "120")),
+        capabilities=Capabilities(gamepad=True),
+    )
+    catalog = load_catalog()
+    policy = merge(BUILTIN_DEFAULTS, manifest, SitePolicy(), None, catalog=catalog)
+    plan = engine.plan(policy, _facts(()), catalog=catalog)  # no gamepad at launch
+    (request,) = [r for r in plan.requests if isinstance(r, HotplugRequest)]
+    running = run_plan(plan)
+    # /dev/input does not exist in the container yet: the first event node makes it
+    assert _open_in(running.cid, "/dev/input/event7") == errno.ENOENT
+    before = _rules(running)
+    source = QueueEventSource()
+    provider = HotplugProvider(request, source_factory=lambda _r: source)
+    provider.setup(ProviderContext("x.y.Z", tmp_path, APP_UID, APP_UID, "z", tmp_path))
+    provider.attach(ContainerTarget(running.pid, str(running.devices_dir)))
+    try:
+        keyboard = DeviceEvent(
+            DeviceAction.ADD,
+            "input",
+            "/dev/input/event3",
+            *OTHER,
+            (("ID_INPUT", "1"), ("ID_INPUT_KEY", "1"), ("ID_INPUT_KEYBOARD", "1")),
+        )
+        mouse = DeviceEvent(
+            DeviceAction.ADD,
+            "input",
+            "/dev/input/event4",
+            *OTHER,
+            (("ID_INPUT", "1"), ("ID_INPUT_MOUSE", "1")),
+        )
+        pad = DeviceEvent(
+            DeviceAction.ADD,
+            "input",
+            "/dev/input/event7",
+            *KMSG,
+            (("ID_INPUT", "1"), ("ID_INPUT_JOYSTICK", "1")),
+        )
+        for e in (keyboard, mouse, pad):
+            source.put(e)
+        wait_until(lambda: "/dev/input/event7" in provider.added())
+        assert set(provider.added()) == {"/dev/input/event7"}
+        assert _open_in(running.cid, "/dev/input/event7") == 0
+        assert _rules(running) - before == {f"c {KMSG[0]}:{KMSG[1]} rw"}
+        for refused in ("/dev/input/event3", "/dev/input/event4"):
+            assert _open_in(running.cid, refused) == errno.ENOENT
+
+        source.put(dataclasses.replace(pad, action=DeviceAction.REMOVE, properties=()))
+        wait_until(lambda: not provider.added())
+        assert _open_in(running.cid, "/dev/input/event7") == errno.ENOENT
+        assert _rules(running) == before
+        assert provider.errors == []
+    finally:
+        provider.teardown()
