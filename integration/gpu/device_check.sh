@@ -20,6 +20,22 @@ py=${PYTHON:-python3}
   $py -m sandbox plan policies/examples/game.toml --json > "$out/plan.json"; echo "plan exit $?"
   if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
     echo "== engine answers: nvidia-smi in a container"; docker info 2>&1 | grep -i -E 'runtime|cdi'
+    image=sandbox-gpu-check/smi:$$
+    if integration/gpu/smi_image.sh "$image"; then
+      echo "== sandbox plan of $image"; $py -m sandbox plan "$image" 2>&1
+      echo "== sandbox run --yes $image (nvidia-smi -L with the gpu grant)"
+      $py -m sandbox run --yes "$image" > "$out/run.txt" 2>&1
+      code=$?
+      cat "$out/run.txt"; echo "run exit $code"
+      if [[ $code -eq 0 ]] && grep -q '^GPU [0-9]' "$out/run.txt"; then
+        echo "RESULT: the gpu-granted container sees the GPU(s) above"
+      else
+        echo "RESULT: the gpu-granted container did not list a GPU (see the plan and run output)"
+      fi
+      docker rmi "$image" >/dev/null 2>&1
+    else
+      echo "== could not build the nvidia-smi image (no nvidia-smi on the host?)"
+    fi
   else
     echo "== no container engine answers on this host: the container half of the check cannot run"
   fi
