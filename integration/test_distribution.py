@@ -261,3 +261,28 @@ def test_update_asking_for_webcam_stops_for_consent(xdg: dict[str, str], tmp_pat
     assert "audio.playback" not in updated["granted"]
     old_id = json.loads(first)["image-id"]
     assert old_id not in images()  # the old version's image went with the update
+
+
+def test_uninstall_keeps_an_image_another_name_holds(xdg: dict[str, str], tmp_path: Path) -> None:
+    """Removing by id would take the last foreign tag with it; the image must stay."""
+    bundle = tmp_path / "tiny.sbx"
+    bundle.write_bytes(build_bundle(tiny_manifest()))
+    assert sandbox(xdg, "install", "--yes", str(bundle)).returncode == 0
+    data = Path(xdg["XDG_DATA_HOME"])
+    image_id = json.loads((data / "sandbox/installed" / f"{TINY_ID}.json").read_text())["image-id"]
+    mine = f"sandbox-test/users-own-{os.getpid()}:1"
+    subprocess.run(["docker", "tag", image_id, mine], check=True)
+    try:
+        out = sandbox(xdg, "uninstall", TINY_ID)
+        assert out.returncode == 0, out.stderr
+        assert "removed image" not in out.stdout
+        kept = subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Id}} {{.RepoTags}}", mine],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert kept.returncode == 0 and kept.stdout.split()[0] == image_id
+        assert "sandbox-test/tiny:1.0.0" not in kept.stdout  # the app's own name went
+    finally:
+        subprocess.run(["docker", "rmi", mine], capture_output=True, check=False)

@@ -157,7 +157,12 @@ def drop_unused_image(adapter: DockerAdapter, app: InstalledApp, data_home: Path
     for tag in details.tags:
         if tag in app.tags:
             adapter.image_remove(tag)
-    if adapter.image_details(app.image_id) is not None:
+    left = adapter.image_details(app.image_id)
+    if left is not None:
+        if left.tags:
+            # Names the app never had (the user's own tag, another install of the same image):
+            # removing by id would delete the last of them with it, so the image stays.
+            return None
         adapter.image_remove(app.image_id)
     return app.image_id
 
@@ -238,7 +243,8 @@ def _unload(adapter: DockerAdapter, header: BundleHeader) -> None:
             current = adapter.image_details(tag)
             if current is not None and current.id == header.image_id:
                 adapter.image_remove(tag)
-        if adapter.image_details(header.image_id) is not None:
+        left = adapter.image_details(header.image_id)
+        if left is not None and not left.tags:  # by id only when no other name holds it
             adapter.image_remove(header.image_id)
     except LaunchError:
         pass  # the caller's error says what went wrong; a leftover image is only disk
