@@ -138,7 +138,7 @@ class _Upload:
     def _each(self) -> Iterator[bytes]:
         try:
             yield from self._chunks
-        except BaseException as exc:
+        except Exception as exc:  # not GeneratorExit: that is urllib3 dropping the body
             self.error = exc
             raise
 

@@ -95,6 +95,7 @@ class Answer:
     body: bytes
     chunked: bool = False
     content_type: str = "application/json"
+    early: bool = False  # answer and hang up before reading the request body
 
 
 @dataclass
@@ -139,14 +140,15 @@ class FakeEngine:
             headers[name.strip().lower()] = value.strip()
         seen = Seen(method, target, headers)
         self.seen.append(seen)
-        seen.body, seen.complete = _read_body(reader, headers)
-        if not seen.complete:
-            return
         path = target.split("?", 1)[0]
         answer = next(
             (a for prefix, a in self.answers.items() if path.startswith(prefix)),
             Answer(404, b'{"message":"page not found"}'),
         )
+        if not answer.early:
+            seen.body, seen.complete = _read_body(reader, headers)
+            if not seen.complete:
+                return
         head = f"HTTP/1.1 {answer.status} X\r\nContent-Type: {answer.content_type}\r\n"
         if answer.chunked:
             body = b"".join(
@@ -323,3 +325,14 @@ def test_no_engine_is_cannot_reach_naming_the_endpoint(sock_dir: Path) -> None:
                 LaunchError, match=rf"cannot reach the container engine at unix://{dead}: .*refused"
             ):
                 call()
+
+
+@pytest.mark.parametrize("sized", [True, False])
+def test_an_engine_hanging_up_mid_upload_is_a_launch_error(sock_dir: Path, sized: bool) -> None:
+    big = ARCHIVE * 64  # far more than the socket buffers hold
+    refused = Answer(500, b'{"message":"archive refused"}', early=True)
+    engine, adapter = _engine(sock_dir, {"/v1.41/images/load": refused})
+    chunks = (big[i : i + 65536] for i in range(0, len(big), 65536))
+    with adapter, pytest.raises(LaunchError, match="load image"):
+        adapter.image_load_stream(chunks, len(big) if sized else None)
+    engine.close()
