@@ -48,9 +48,12 @@ def build(ctx: Path, tag: str) -> None:
 
 def demo_context(tmp: Path, version: str, base: str, extra: str = "") -> Path:
     ctx = tmp / f"ctx-{version}"
-    ctx.mkdir()
+    ctx.mkdir(parents=True)
     shutil.copy(ROOT / "demo" / "icon.png", ctx)
-    (ctx / "demo_app.py").write_text((ROOT / "demo" / "demo_app.py").read_text() + extra)
+    # The run's own line: images of parallel runs must not share ids either (an instance or an
+    # uninstall in one run would otherwise reach the other's image).
+    app = (ROOT / "demo" / "demo_app.py").read_text() + f"\n# build {PREFIX}\n"
+    (ctx / "demo_app.py").write_text(app + extra)
     toml = (ROOT / "demo" / "sandbox.toml").read_text()
     toml = toml.replace('version = "1.0.0"', f'version = "{version}"')
     # the smoke check must not need a display: python starts and parses the app
