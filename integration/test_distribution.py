@@ -28,6 +28,7 @@ from bundle_factory import (  # noqa: E402
 )
 
 from sandbox.distribution.bundle_format import HEADER_NAME  # noqa: E402
+from sandbox.policy.manifest import Manifest  # noqa: E402
 
 TINY_ID = "org.sandbox.TinyTest"
 PRIVATE_TAG = "sandbox-test/demo-roundtrip:1.0.0"
@@ -260,7 +261,23 @@ def test_update_asking_for_webcam_stops_for_consent(xdg: dict[str, str], tmp_pat
     assert updated["version"] == "1.2.0"
     assert "audio.playback" not in updated["granted"]
     old_id = json.loads(first)["image-id"]
+    # An install of another version is an update: the replaced version is kept for rollback
+    # and its image goes with the next update, which keeps 1.2.0 instead.
+    assert updated["previous"]["image-id"] == old_id
+    assert old_id in images()
+    v4 = tmp_path / "v4.sbx"
+    v4.write_bytes(build_bundle(no_audio_13(), knobs=Knobs(tags=("sandbox-test/tiny:1.3.0",))))
+    out = sandbox(xdg, "install", str(v4), stdin="")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(record.read_text())["previous"]["version"] == "1.2.0"
     assert old_id not in images()  # the old version's image went with the update
+
+
+def no_audio_13() -> Manifest:
+    m = tiny_manifest("1.3.0")
+    return dataclasses.replace(
+        m, capabilities=dataclasses.replace(m.capabilities, audio=frozenset())
+    )
 
 
 def test_uninstall_keeps_an_image_another_name_holds(xdg: dict[str, str], tmp_path: Path) -> None:

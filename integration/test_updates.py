@@ -267,3 +267,68 @@ def test_thin_file_without_its_base_loads_nothing(
     finally:
         for tag in (app_tag, base2):
             docker("rmi", tag, check=False)
+
+
+def test_install_of_another_version_goes_through_the_update_safeguards(
+    versions: dict[str, str], env: dict[str, str], tmp_path: Path
+) -> None:
+    v1, v2 = versions["v1"], versions["v2"]
+    full1, full2 = tmp_path / "v1.sbx", tmp_path / "v2.sbx"
+    assert sandbox(env, "export", v1, "-o", str(full1)).returncode == 0
+    assert sandbox(env, "export", v2, "-o", str(full2)).returncode == 0
+    assert sandbox(env, "install", "--yes", str(full1)).returncode == 0
+    before = record(env)
+    cid = docker("run", "-d", "--rm", v1, "sleep", "60")
+    try:
+        out = sandbox(env, "install", "--yes", str(full2))
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "is running" in out.stderr and cid[:12] in out.stderr
+        assert record(env) == before
+        docker("rm", "-f", cid)
+        out = sandbox(env, "install", "--yes", str(full2))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "sandbox rollback" in out.stdout
+        rec = record(env)
+        assert rec["image-id"] == inspect(v2)["Id"]
+        assert rec["previous"]["image-id"] == before["image-id"]  # type: ignore[index]
+        assert sandbox(env, "rollback", APP).returncode == 0
+        assert record(env)["image-id"] == before["image-id"]
+    finally:
+        docker("rm", "-f", cid, check=False)
+        sandbox(env, "uninstall", APP)
+
+
+def test_an_instance_started_during_the_load_stops_the_switch(
+    versions: dict[str, str], env: dict[str, str], tmp_path: Path, docker_client_url: str
+) -> None:
+    from sandbox.distribution.update import commit_update, preview_update
+    from sandbox.errors import LaunchError
+    from sandbox.runtime.docker_adapter import DockerAdapter
+
+    v1, v2 = versions["v1"], versions["v2"]
+    full1, full2 = tmp_path / "v1.sbx", tmp_path / "v2.sbx"
+    assert sandbox(env, "export", v1, "-o", str(full1)).returncode == 0
+    assert sandbox(env, "export", v2, "-o", str(full2)).returncode == 0
+    image_v2 = inspect(v2)["Id"]
+    docker("rmi", v2)  # so the update really loads it
+    assert sandbox(env, "install", "--yes", str(full1)).returncode == 0
+    before = record(env)
+    data_home = Path(env["XDG_DATA_HOME"])
+    started: list[str] = []
+
+    def start_instance(_done: int, _total: int) -> None:
+        if not started:  # the first chunk is on its way: the old version starts now
+            started.append(docker("run", "-d", "--rm", v1, "sleep", "60"))
+
+    try:
+        with DockerAdapter.from_env(docker_client_url) as adapter:
+            preview = preview_update(full2, APP, adapter, data_home)
+            with pytest.raises(LaunchError, match="is running"):
+                commit_update(preview, adapter, data_home, progress=start_instance)
+        assert started
+        assert record(env) == before
+        assert image_v2 not in images()  # the image it loaded was taken back
+    finally:
+        for cid in started:
+            docker("rm", "-f", cid, check=False)
+        sandbox(env, "uninstall", APP)
