@@ -332,3 +332,87 @@ def test_an_instance_started_during_the_load_stops_the_switch(
         for cid in started:
             docker("rm", "-f", cid, check=False)
         sandbox(env, "uninstall", APP)
+
+
+REBUILT = "rebuilt the full image on the client"
+
+
+def test_thin_install_with_the_base_present_loads_directly(
+    versions: dict[str, str], env: dict[str, str], tmp_path: Path, base_image: str
+) -> None:
+    v1 = versions["v1"]
+    thin = tmp_path / "thin.sbx"
+    out = sandbox(env, "export", v1, "--thin", "--base", base_image, "-o", str(thin))
+    assert out.returncode == 0, out.stderr
+    image_v1 = str(inspect(v1)["Id"])
+    docker("rmi", v1)
+    assert image_v1 not in images()
+    try:
+        out = sandbox(env, "install", "--yes", str(thin))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert REBUILT not in out.stderr
+        assert record(env)["image-id"] == image_v1
+        assert docker("run", "--rm", image_v1, "cat", "/opt/demo/demo_app.py")
+    finally:
+        sandbox(env, "uninstall", APP)
+
+
+def test_update_reconstruct_rebuilds_a_thin_file_on_the_client(
+    versions: dict[str, str], env: dict[str, str], tmp_path: Path, base_image: str
+) -> None:
+    v1, v2 = versions["v1"], versions["v2"]
+    full1, thin2 = tmp_path / "v1.sbx", tmp_path / "v2-thin.sbx"
+    assert sandbox(env, "export", v1, "-o", str(full1)).returncode == 0
+    out = sandbox(env, "export", v2, "--thin", "--base", base_image, "-o", str(thin2))
+    assert out.returncode == 0, out.stderr
+    image_v2 = inspect(v2)["Id"]
+    docker("rmi", v2)
+    try:
+        assert sandbox(env, "install", "--yes", str(full1)).returncode == 0
+        out = sandbox(env, "update", APP, str(thin2), "--reconstruct")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert REBUILT in out.stderr and "asked for" in out.stderr
+        assert record(env)["image-id"] == image_v2
+        assert docker("run", "--rm", v2, "tail", "-n1", "/opt/demo/demo_app.py") == "# version 2"
+    finally:
+        sandbox(env, "uninstall", APP)
+
+
+def test_thin_install_on_podman(
+    versions: dict[str, str],
+    env: dict[str, str],
+    tmp_path: Path,
+    base_image: str,
+    podman_client_url: str,
+) -> None:
+    """Podman's compat API may refuse an archive without its base layers: the install must
+    then rebuild the full archive from the base in Podman's own store, and succeed."""
+    from sandbox.runtime.docker_adapter import DockerAdapter
+
+    thin = tmp_path / "thin.sbx"
+    out = sandbox(env, "export", versions["v1"], "--thin", "--base", base_image, "-o", str(thin))
+    assert out.returncode == 0, out.stderr
+    image_v1 = str(inspect(versions["v1"])["Id"])
+    base_id = str(inspect(base_image)["Id"])
+    with (
+        DockerAdapter.from_env(env["DOCKER_HOST"]) as dock,
+        DockerAdapter.from_env(podman_client_url) as podman,
+    ):
+        had_base = podman.image_details(base_id) is not None
+        if not had_base:
+            podman.image_load_stream(dock.image_save_stream(base_id))
+        assert podman.image_details(base_id) is not None
+        pod_env = dict(env, DOCKER_HOST=podman_client_url)
+        try:
+            out = sandbox(pod_env, "install", "--yes", str(thin))
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert record(pod_env)["image-id"] == image_v1
+            loaded = podman.image_details(image_v1)
+            assert loaded is not None
+            assert loaded.diff_ids == tuple(diff_ids(versions["v1"]))
+        finally:
+            sandbox(pod_env, "uninstall", APP)
+            if podman.image_details(image_v1) is not None:
+                podman.image_remove(image_v1)
+            if not had_base:
+                podman.image_remove(base_id)

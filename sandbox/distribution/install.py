@@ -28,6 +28,7 @@ from sandbox.distribution.installed import (
     save_installed,
 )
 from sandbox.distribution.partial import (
+    LoadMethod,
     LoadOutcome,
     PartialLoad,
     find_source,
@@ -188,10 +189,17 @@ def commit_install(
     notes: list[str] = []
     if preview.action is not InstallAction.SAME:
         loaded_here = adapter.image_details(header.image_id) is None
-        load_verified(adapter, preview, progress=progress, mode=partial_load)
+        outcome = load_verified(adapter, preview, progress=progress, mode=partial_load)
         loaded = adapter.image_details(header.image_id)
         if loaded is None:
             raise LaunchError(f"the engine did not keep image {header.image_id} after loading")
+        if outcome is not None and outcome.method is LoadMethod.RECONSTRUCTED:
+            why = (
+                f"the engine refused the partial archive: {outcome.engine_refusal}"
+                if outcome.engine_refusal
+                else "asked for"
+            )
+            notes.append(f"rebuilt the full image on the client from {preview.base_source} ({why})")
     if before_save is not None:
         try:
             before_save()
