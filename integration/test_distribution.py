@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -278,6 +279,41 @@ def no_audio_13() -> Manifest:
     return dataclasses.replace(
         m, capabilities=dataclasses.replace(m.capabilities, audio=frozenset())
     )
+
+
+def test_install_edit_revokes_what_the_user_declines(xdg: dict[str, str], tmp_path: Path) -> None:
+    bundle = tmp_path / "tiny.sbx"
+    bundle.write_bytes(build_bundle(tiny_manifest()))
+    # "n" to the first permission asked, "y" to every other one
+    out = sandbox(xdg, "install", "--edit", "--yes", str(bundle), stdin="n\n" + "y\n" * 20)
+    assert out.returncode == 0, out.stdout + out.stderr
+    asked = re.findall(r"Allow .*? \(([a-z0-9.\-]+)\)\?", out.stderr)
+    assert len(asked) >= 2, out.stderr
+    declined, kept = asked[0], asked[1:]
+    override = Path(xdg["XDG_CONFIG_HOME"]) / "sandbox" / "overrides" / f"{TINY_ID}.toml"
+    assert override.exists()
+    assert declined in override.read_text()
+    record = json.loads(
+        (Path(xdg["XDG_DATA_HOME"]) / "sandbox/installed" / f"{TINY_ID}.json").read_text()
+    )
+    assert declined not in record["granted"]
+    assert set(kept) <= set(record["granted"])
+
+
+def test_uninstall_purge_deletes_the_app_data(xdg: dict[str, str], tmp_path: Path) -> None:
+    bundle = tmp_path / "tiny.sbx"
+    bundle.write_bytes(build_bundle(tiny_manifest()))
+    assert sandbox(xdg, "install", "--yes", str(bundle)).returncode == 0
+    app_dir = Path(xdg["XDG_DATA_HOME"]) / "sandbox/apps" / TINY_ID
+    saves = app_dir / "saves"
+    saves.mkdir(parents=True)
+    (saves / "slot1").write_bytes(b"x" * 100)
+    out = sandbox(xdg, "uninstall", "--purge", TINY_ID)
+    assert out.returncode == 0, out.stderr
+    assert f"deleted data {saves}" in out.stdout
+    assert not saves.exists()
+    assert "kept data" not in out.stdout
+    assert json.loads(sandbox(xdg, "list", "--json").stdout) == []
 
 
 def test_uninstall_keeps_an_image_another_name_holds(xdg: dict[str, str], tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from integration.components import X11Display, require_binary
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "distribution"))
 
-from bundle_factory import build_bundle, tiny_manifest  # noqa: E402
+from bundle_factory import Knobs, build_bundle, tiny_manifest  # noqa: E402
 
 TITLE = "Install Tiny Test?"
 APP_ID = "org.sandbox.TinyTest"
@@ -72,17 +72,17 @@ def xwd_to_png(xwd: bytes, out: Path) -> float:
     return (sum((g - mean) ** 2 for g in greys) / len(greys)) ** 0.5 / 255
 
 
-def _find_window(env: dict[str, str], timeout_s: float = 30.0) -> str:
+def _find_window(env: dict[str, str], timeout_s: float = 30.0, title: str = TITLE) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         out = subprocess.run(
-            ["xdotool", "search", "--name", f"^{re.escape(TITLE)}$"],
+            ["xdotool", "search", "--name", f"^{re.escape(title)}$"],
             env=env, capture_output=True, text=True, check=False,
         )  # fmt: skip
         if out.stdout.strip():
             return out.stdout.split()[0]
         time.sleep(0.2)
-    pytest.fail(f"no window titled {TITLE!r} appeared")
+    pytest.fail(f"no window titled {title!r} appeared")
 
 
 def _key(env: dict[str, str], window: str, key: str) -> None:
@@ -152,3 +152,36 @@ def test_install_button_installs(
             proc.kill()
             proc.wait()
         subprocess.run(["sandbox", "uninstall", APP_ID], env=env, capture_output=True, check=False)
+
+
+def test_hostile_bundle_opens_an_error_window_and_exits_2(
+    x11_display: X11Display, docker_client_url: str, tmp_path: Path
+) -> None:
+    for tool in ("xdotool", "xwd"):
+        require_binary(tool)
+    hostile = tmp_path / "hostile.sbx"
+    hostile.write_bytes(build_bundle(tiny_manifest(), knobs=Knobs(corrupt_layer=True)))
+    env = _env(x11_display, tmp_path, docker_client_url)
+    before = subprocess.run(
+        ["docker", "images", "-qa", "--no-trunc"], capture_output=True, text=True, check=True
+    ).stdout
+    proc = subprocess.Popen(["sandbox", "install", "--gui", str(hostile)], env=env)
+    try:
+        window = _find_window(env, title="Cannot install")
+        time.sleep(0.5)  # let Tk finish drawing
+        xwd = subprocess.run(
+            ["xwd", "-silent", "-id", window], env=env, capture_output=True, check=True
+        ).stdout
+        png = artifacts_dir() / "install-refused.png"
+        assert xwd_to_png(xwd, png) > 0.02, "the error window is blank"
+        _key(env, window, "Escape")
+        assert proc.wait(timeout=20) == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not (tmp_path / "data" / "sandbox").exists()  # no record, no entry, nothing
+    after = subprocess.run(
+        ["docker", "images", "-qa", "--no-trunc"], capture_output=True, text=True, check=True
+    ).stdout
+    assert set(after.split()) == set(before.split())

@@ -46,7 +46,22 @@ def build(ctx: Path, tag: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def demo_context(tmp: Path, version: str, base: str, extra: str = "") -> Path:
+SMOKE_PARSE = (
+    'smoke = ["/usr/bin/python3", "-c", "import ast; ast.parse(open(\'/opt/demo/demo_app.py\')'
+    '.read())"]'
+)
+
+
+def demo_context(
+    tmp: Path,
+    version: str,
+    base: str,
+    extra: str = "",
+    *,
+    smoke: str = SMOKE_PARSE,
+    capabilities: str = "",
+) -> Path:
+    """The demo app's build context; `capabilities` are TOML lines added to its table."""
     ctx = tmp / f"ctx-{version}"
     ctx.mkdir(parents=True)
     shutil.copy(ROOT / "demo" / "icon.png", ctx)
@@ -57,11 +72,8 @@ def demo_context(tmp: Path, version: str, base: str, extra: str = "") -> Path:
     toml = (ROOT / "demo" / "sandbox.toml").read_text()
     toml = toml.replace('version = "1.0.0"', f'version = "{version}"')
     # the smoke check must not need a display: python starts and parses the app
-    toml = toml.replace(
-        "categories =",
-        'smoke = ["/usr/bin/python3", "-c", "import ast; ast.parse(open(\'/opt/demo/demo_app.py\')'
-        '.read())"]\ncategories =',
-    )
+    toml = toml.replace("categories =", f"{smoke}\ncategories =")
+    toml = toml.replace("[capabilities]\n", f"[capabilities]\n{capabilities}")
     (ctx / "sandbox.toml").write_text(toml)
     labels = subprocess.run(
         ["sandbox", "manifest", "labels", "--dockerfile", str(ctx / "sandbox.toml")],
@@ -334,6 +346,62 @@ def test_an_instance_started_during_the_load_stops_the_switch(
         sandbox(env, "uninstall", APP)
 
 
+def test_update_asking_for_more_stops_for_consent(
+    base_image: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    v1, v2 = f"{PREFIX}-consent:1.0.0", f"{PREFIX}-consent:2.0.0"
+    build(demo_context(tmp_path / "a", "1.0.0", base_image), v1)
+    build(demo_context(tmp_path / "b", "2.0.0", base_image, capabilities="webcam = true\n"), v2)
+    full1, full2 = tmp_path / "v1.sbx", tmp_path / "v2.sbx"
+    try:
+        assert sandbox(env, "export", v1, "-o", str(full1)).returncode == 0
+        assert sandbox(env, "export", v2, "-o", str(full2)).returncode == 0
+        image_v2 = inspect(v2)["Id"]
+        docker("rmi", v2)
+        assert sandbox(env, "install", "--yes", str(full1)).returncode == 0
+        before = record(env)
+        out = subprocess.run(
+            ["sandbox", "update", APP, str(full2)],
+            env=env,
+            input="n\n",
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "asks for more: webcam" in out.stdout
+        assert "nothing was changed" in out.stdout
+        assert record(env) == before
+        assert image_v2 not in images()
+    finally:
+        sandbox(env, "uninstall", APP)
+        for tag in (v1, v2):
+            docker("rmi", tag, check=False)
+
+
+def test_rebase_failing_its_smoke_check_keeps_the_old_image(
+    versions: dict[str, str], base_image: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    v1 = f"{PREFIX}-nosmoke:1.0.0"
+    build(demo_context(tmp_path, "1.0.0", base_image, smoke='smoke = ["/bin/false"]'), v1)
+    full1 = tmp_path / "v1.sbx"
+    try:
+        assert sandbox(env, "export", v1, "-o", str(full1)).returncode == 0
+        assert sandbox(env, "install", "--yes", str(full1)).returncode == 0
+        before = record(env)
+        tags_before = set(docker("images", "--format", "{{.Repository}}:{{.Tag}}").split())
+        out = sandbox(env, "rebase", APP, "--onto", versions["patched"])
+        assert out.returncode != 0
+        assert "smoke check" in out.stderr and "exited 1" in out.stderr
+        assert record(env) == before
+        tags_after = set(docker("images", "--format", "{{.Repository}}:{{.Tag}}").split())
+        assert not {t for t in tags_after - tags_before if "-rebase-" in t}
+    finally:
+        sandbox(env, "uninstall", APP)
+        docker("rmi", v1, check=False)
+
+
 REBUILT = "rebuilt the full image on the client"
 
 
@@ -416,3 +484,30 @@ def test_thin_install_on_podman(
                 podman.image_remove(image_v1)
             if not had_base:
                 podman.image_remove(base_id)
+
+
+def test_list_disk_json_counts_shared_base_bytes(
+    versions: dict[str, str], env: dict[str, str], tmp_path: Path, base_image: str
+) -> None:
+    v1, v2 = versions["v1"], versions["v2"]
+    full1, full2 = tmp_path / "v1.sbx", tmp_path / "v2.sbx"
+    assert sandbox(env, "export", v1, "-o", str(full1)).returncode == 0
+    assert sandbox(env, "export", v2, "-o", str(full2)).returncode == 0
+    try:
+        assert sandbox(env, "install", "--yes", str(full1)).returncode == 0
+        out = sandbox(env, "list", "--disk", "--json")
+        assert out.returncode == 0, out.stderr
+        (row,) = json.loads(out.stdout)
+        assert row["app-id"] == APP and row["version"] == "1.0.0"
+        assert row["image-id"] == inspect(v1)["Id"]
+        assert row["bytes"] == int(str(inspect(v1)["Size"]))
+        assert row["own-bytes"] == row["bytes"] - row["shared-bytes"]
+        # the base's layers are shared with the base image itself
+        assert row["shared-bytes"] >= int(str(inspect(base_image)["Size"]))
+        assert row["previous-own-bytes"] is None
+        assert sandbox(env, "update", APP, str(full2)).returncode == 0
+        (row,) = json.loads(sandbox(env, "list", "--disk", "--json").stdout)
+        assert row["version"] == "2.0.0"
+        assert isinstance(row["previous-own-bytes"], int) and row["previous-own-bytes"] >= 0
+    finally:
+        sandbox(env, "uninstall", APP)
