@@ -1,11 +1,10 @@
 """The GPU check's image: built FROM scratch out of a host binary and its libraries, it runs
-through `sandbox run --yes` with the gpu manifest; with a real nvidia-smi it lists the GPUs."""
+through `sandbox run --yes` with the gpu manifest (the real nvidia-smi: device_check.sh)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -49,15 +48,6 @@ def test_image_from_a_stand_in_binary_runs_its_command(docker_client_url: str) -
         _sh("docker", "rmi", image)
 
 
-def test_real_nvidia_smi_lists_gpus_in_a_gpu_granted_container(docker_client_url: str) -> None:
-    if shutil.which("nvidia-smi") is None:
-        pytest.skip("no nvidia-smi on this host (the GPU check runs where one is)")
-    image = f"sandbox-test/smi-{os.getpid()}:1"
-    env = dict(os.environ, DOCKER_HOST=docker_client_url)
-    env.pop("NVIDIA_SMI", None)
-    try:
-        ran = _build_and_run(image, env)
-        assert ran.returncode == 0, ran.stdout + ran.stderr
-        assert any(line.startswith("GPU ") for line in ran.stdout.splitlines()), ran.stdout
-    finally:
-        _sh("docker", "rmi", image)
+# The same image with the host's real nvidia-smi is run by integration/gpu/device_check.sh on a
+# host that has an NVIDIA GPU and an engine; CI machines have neither, and a test that can only
+# skip here would prove nothing.
