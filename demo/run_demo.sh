@@ -41,7 +41,12 @@ if [ -z "$pid" ]; then
     wait "$launcher" || true
     exit 1
 fi
-sleep 1  # let the window map
+# The app plays its tone first, then maps its window: wait until the X server shows it.
+for _ in $(seq 1 100); do
+    sandbox windows --json | python3 -c 'import json,sys
+sys.exit(0 if any(w["app_id"]=="org.sandbox.Demo" for w in json.load(sys.stdin)) else 1)' && break
+    sleep 0.1
+done
 
 step "sandbox ps: the running instance and its host pids"
 sandbox ps
