@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from sandbox.distribution.bundle_format import EXTENSION, MIME_TYPE
+from sandbox.fileutil import write_atomic
 from sandbox.policy.manifest import Manifest
 
 ENTRY_PREFIX: Final = "sandbox-"
@@ -121,15 +121,7 @@ def mime_package_xml() -> str:
 
 def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode)
 
 
 def _run_tool(argv: list[str], env_extra: dict[str, str] | None = None) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, Final
 
 from sandbox.distribution.bundle_format import BaseRef
 from sandbox.errors import BundleError, ManifestError, PolicyError
+from sandbox.fileutil import write_atomic
 from sandbox.policy import names
 from sandbox.policy.layers import implied
 from sandbox.policy.manifest import Manifest, dump_manifest, parse_manifest
@@ -183,17 +183,8 @@ def save_installed(app: InstalledApp, data_home: Path) -> Path:
     """Write the record atomically (a crash leaves the old one or the new one)."""
     path = record_path(app.app_id, data_home)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(dump_record(app), f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(dump_record(app), indent=2, sort_keys=True) + "\n"
+    write_atomic(path, text.encode("utf-8"), 0o600, durable=True)
     return path
 
 
