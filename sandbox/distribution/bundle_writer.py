@@ -6,6 +6,7 @@ image is never held in memory; only tar headers and manifest.json are parsed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -108,29 +109,40 @@ def export_image(
     info.size = len(header_bytes)
     info.mode = 0o644
     out_path = out_path.absolute()
+    with _bundle_file(out_path) as out:
+        out.write(info.tobuf(format=tarfile.PAX_FORMAT))
+        out.write(header_bytes + b"\0" * (-len(header_bytes) % _BLOCK))
+        tee = _Tee(adapter.image_save_stream(save_ref), out, progress, details.size)
+        sizes, manifest_json = _member_sizes(tee)
+        tee.drain()
+        layers = _layers(manifest_json, sizes, details)
+        final = BundleHeader(manifest=manifest, image_id=details.id, layers=layers, tags=tags)
+        size = _patch_header(out, final, len(header_bytes))
+    return ExportResult(out_path, final, size)
+
+
+@contextlib.contextmanager
+def _bundle_file(out_path: Path) -> Iterator[BinaryIO]:
+    """A temporary file beside `out_path` that becomes it only when the block ends cleanly."""
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-            out.write(info.tobuf(format=tarfile.PAX_FORMAT))
-            out.write(header_bytes + b"\0" * (-len(header_bytes) % _BLOCK))
-            data_offset = _BLOCK  # a short ASCII name needs no extended header
-            tee = _Tee(adapter.image_save_stream(save_ref), out, progress, details.size)
-            sizes, manifest_json = _member_sizes(tee)
-            tee.drain()
-            layers = _layers(manifest_json, sizes, details)
-            final = BundleHeader(manifest=manifest, image_id=details.id, layers=layers, tags=tags)
-            out.flush()
-            out.seek(data_offset)
-            out.write(dump_header(final, len(header_bytes)))
-            out.flush()
-            os.fsync(out.fileno())
-            size = out.seek(0, os.SEEK_END)
+        with os.fdopen(fd, "w+b", buffering=1 << 20) as out:
+            yield out
         os.chmod(tmp, 0o644)
         os.replace(tmp, out_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return ExportResult(out_path, final, size)
+
+
+def _patch_header(out: BinaryIO, final: BundleHeader, length: int) -> int:
+    """Rewrite the placeholder header in place (same length), sync, and return the file size."""
+    out.flush()
+    out.seek(_BLOCK)  # the header's data follows its one-block tar header (short ASCII name)
+    out.write(dump_header(final, length))
+    out.flush()
+    os.fsync(out.fileno())
+    return out.seek(0, os.SEEK_END)
 
 
 def _member_sizes(tee: _Tee) -> tuple[dict[str, tuple[int, str | None]], bytes]:
@@ -250,40 +262,26 @@ def export_partial(
     header_bytes = dump_header(placeholder)
     omit = {d.removeprefix("sha256:") for d in base.diff_ids}
     out_path = out_path.absolute()
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w+b", buffering=1 << 20) as out:
-            writer = archive.ArchiveWriter(out)
-            writer.add_bytes(HEADER_NAME, header_bytes)
+    with _bundle_file(out_path) as out:
+        writer = archive.ArchiveWriter(out)
+        writer.add_bytes(HEADER_NAME, header_bytes)
 
-            def on_read(done: int) -> None:
-                if progress is not None:
-                    progress(done, max(done, details.size))
+        def on_read(done: int) -> None:
+            if progress is not None:
+                progress(done, max(done, details.size))
 
-            copied = archive.copy_archive(
-                adapter.image_save_stream(save_ref),
-                writer,
-                drop_digest=lambda d: d in omit,
-                on_read=on_read,
-            )
-            writer.finish()
-            sizes = copied.sizes
-            missing = [d for d in details.diff_ids if d.removeprefix("sha256:") not in sizes]
-            if missing:
-                raise BundleError("engine archive", f"has no tar for layer {missing[0]}")
-            layers = tuple(
-                LayerRecord(d, sizes[d.removeprefix("sha256:")]) for d in details.diff_ids
-            )
-            final = dataclasses.replace(placeholder, layers=layers)
-            out.flush()
-            out.seek(_BLOCK)  # the header's data follows its one-block tar header
-            out.write(dump_header(final, len(header_bytes)))
-            out.flush()
-            os.fsync(out.fileno())
-            size = out.seek(0, os.SEEK_END)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        copied = archive.copy_archive(
+            adapter.image_save_stream(save_ref),
+            writer,
+            drop_digest=lambda d: d in omit,
+            on_read=on_read,
+        )
+        writer.finish()
+        sizes = copied.sizes
+        missing = [d for d in details.diff_ids if d.removeprefix("sha256:") not in sizes]
+        if missing:
+            raise BundleError("engine archive", f"has no tar for layer {missing[0]}")
+        layers = tuple(LayerRecord(d, sizes[d.removeprefix("sha256:")]) for d in details.diff_ids)
+        final = dataclasses.replace(placeholder, layers=layers)
+        size = _patch_header(out, final, len(header_bytes))
     return ExportResult(out_path, final, size)
