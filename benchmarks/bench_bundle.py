@@ -5,7 +5,7 @@ BASE's filesystem re-imported as one fresh layer (so no other local image shares
 demo app's manifest as labels; every load starts with that image removed, so both sides do the full
 work. Install is verify + load (what `sandbox install --yes` does, without the prompt); its runs
 alternate with `docker load -i`'s so that the host's drift falls on both sides.
---before REV also times export and install through sandbox/runtime/docker_adapter.py as it was
+--before REV also times export and install through sandbox/engine/adapter.py as it was
 at git revision REV (only that module; everything else is this tree's), in the same run.
 """
 
@@ -57,12 +57,12 @@ def adapter_at(rev: str) -> Any:
     """A DockerAdapter from docker_adapter.py as it was at `rev`."""
     root = Path(__file__).resolve().parent.parent
     source = subprocess.run(
-        ["git", "-C", str(root), "show", f"{rev}:sandbox/runtime/docker_adapter.py"],
+        ["git", "-C", str(root), "show", f"{rev}:sandbox/engine/adapter.py"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     module = types.ModuleType("_docker_adapter_before")
     sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{rev}:sandbox/runtime/docker_adapter.py", "exec"), module.__dict__)
+    exec(compile(source, f"{rev}:sandbox/engine/adapter.py", "exec"), module.__dict__)
     return module.DockerAdapter.from_env()
 
 
@@ -93,7 +93,7 @@ def build_unique(base: str, tag: str) -> None:
 def main() -> None:
     from sandbox.distribution.bundle_reader import stream_verified, verify_bundle
     from sandbox.distribution.bundle_writer import export_image
-    from sandbox.runtime.docker_adapter import DockerAdapter
+    from sandbox.engine.adapter import DockerAdapter
 
     parser = argparse.ArgumentParser()
     parser.add_argument("base", nargs="?", default="sandbox-test/base:bookworm")

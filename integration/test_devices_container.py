@@ -18,6 +18,7 @@ import pytest
 from integration.components import missing, wait_until
 from integration.containers import APP_UID, open_errno_in
 from sandbox.config.catalog import load_catalog
+from sandbox.engine.adapter import DockerAdapter
 from sandbox.policy import engine
 from sandbox.policy.facts import (
     AudioFacts,
@@ -45,7 +46,6 @@ from sandbox.providers.devices import (
 )
 from sandbox.providers.grant import Grant, ProviderContext
 from sandbox.runtime.compile import LaunchTarget, compile
-from sandbox.runtime.docker_adapter import DockerAdapter
 
 pytestmark = pytest.mark.integration
 

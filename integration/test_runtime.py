@@ -17,10 +17,10 @@ import pytest
 
 import sandbox
 from integration.components import wait_until
+from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import LaunchError
-from sandbox.policy.names import CGROUP_ROOT
+from sandbox.host.names import CGROUP_ROOT
 from sandbox.runtime import cgroups, gc, instances
-from sandbox.runtime.docker_adapter import DockerAdapter
 
 APP = "org.sandboxtest.RuntimeApp"
 OTHER = "org.sandboxtest.RuntimeOther"

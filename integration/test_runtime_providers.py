@@ -30,6 +30,7 @@ from integration.components import (
     wait_until,
 )
 from integration.containers import open_errno_in
+from sandbox.engine.adapter import DockerAdapter
 from sandbox.policy.facts import DeviceFacts, GpuDevice
 from sandbox.policy.plan import (
     GrantState,
@@ -43,7 +44,6 @@ from sandbox.providers import wayland, x11
 from sandbox.providers.devices import DeviceAction, DeviceEvent, HotplugProvider, QueueEventSource
 from sandbox.providers.registry import providers_for
 from sandbox.runtime import gc, instances
-from sandbox.runtime.docker_adapter import DockerAdapter
 from sandbox.runtime.planning import plan_for
 
 pytestmark = pytest.mark.integration

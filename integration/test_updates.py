@@ -314,8 +314,8 @@ def test_an_instance_started_during_the_load_stops_the_switch(
     versions: dict[str, str], env: dict[str, str], tmp_path: Path, docker_client_url: str
 ) -> None:
     from sandbox.distribution.update import commit_update, preview_update
+    from sandbox.engine.adapter import DockerAdapter
     from sandbox.errors import LaunchError
-    from sandbox.runtime.docker_adapter import DockerAdapter
 
     v1, v2 = versions["v1"], versions["v2"]
     full1, full2 = tmp_path / "v1.sbx", tmp_path / "v2.sbx"
@@ -455,7 +455,7 @@ def test_thin_install_on_podman(
 ) -> None:
     """Podman's compat API may refuse an archive without its base layers: the install must
     then rebuild the full archive from the base in Podman's own store, and succeed."""
-    from sandbox.runtime.docker_adapter import DockerAdapter
+    from sandbox.engine.adapter import DockerAdapter
 
     thin = tmp_path / "thin.sbx"
     out = sandbox(env, "export", versions["v1"], "--thin", "--base", base_image, "-o", str(thin))

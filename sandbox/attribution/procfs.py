@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sandbox.errors import ProbeError
-from sandbox.policy.names import (
+from sandbox.host.names import (
     CGROUP_ROOT,
     SYSTEMD_ROOT_SLICE,
     is_valid_app_id,

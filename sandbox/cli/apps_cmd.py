@@ -68,7 +68,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _disk(apps: tuple[InstalledApp, ...], args: argparse.Namespace) -> int:
-    from sandbox.runtime.docker_adapter import DockerAdapter
+    from sandbox.engine.adapter import DockerAdapter
 
     with DockerAdapter.from_env(args.docker_host) as adapter:
         usage = {u.id: u for u in adapter.disk_usage()}
@@ -116,7 +116,7 @@ def _disk(apps: tuple[InstalledApp, ...], args: argparse.Namespace) -> int:
 def _installed(app_id: str) -> InstalledApp:
     from sandbox.distribution.installed import default_data_home, load_installed
     from sandbox.errors import BundleError
-    from sandbox.policy import names
+    from sandbox.host import names
 
     names.check_app_id(app_id)
     app = load_installed(app_id, default_data_home())
@@ -164,7 +164,7 @@ def run_info(args: argparse.Namespace) -> int:
 def run_uninstall(args: argparse.Namespace) -> int:
     from sandbox.distribution.install import uninstall
     from sandbox.distribution.installed import default_data_home
-    from sandbox.runtime.docker_adapter import DockerAdapter
+    from sandbox.engine.adapter import DockerAdapter
 
     app = _installed(args.app)
     with DockerAdapter.from_env(args.docker_host) as adapter:

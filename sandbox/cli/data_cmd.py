@@ -28,7 +28,7 @@ def _data_home() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sandbox.policy.names import check_app_id
+    from sandbox.host.names import check_app_id
     from sandbox.providers import storage
 
     check_app_id(args.app_id)

@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from sandbox.distribution.bundle_format import BundleKind
     from sandbox.distribution.bundle_writer import export_image, export_partial
     from sandbox.distribution.installed import default_data_home, load_installed
-    from sandbox.policy import names
-    from sandbox.runtime.docker_adapter import DockerAdapter
+    from sandbox.engine.adapter import DockerAdapter
+    from sandbox.host import names
 
     if args.thin != (args.base is not None):
         print("sandbox: error: --thin and --base IMAGE go together", file=sys.stderr)

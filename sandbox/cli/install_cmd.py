@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sandbox.distribution.install import InstallPreview
-    from sandbox.runtime.docker_adapter import DockerAdapter
+    from sandbox.engine.adapter import DockerAdapter
 
 
 def register(sub: Any) -> None:
@@ -74,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from sandbox.cli._progress import ProgressBar
     from sandbox.distribution.install import InstallAction, preview_install
     from sandbox.distribution.installed import default_data_home
+    from sandbox.engine.adapter import DockerAdapter
     from sandbox.policy.review import review_text
-    from sandbox.runtime.docker_adapter import DockerAdapter
 
     if not args.file.is_file():
         print(f"sandbox: error: {args.file}: no such file", file=sys.stderr)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sandbox.distribution.install import InstallPreview
-    from sandbox.runtime.docker_adapter import DockerAdapter
+    from sandbox.engine.adapter import DockerAdapter
 
 _PAD = 8
 _RISK_COLOURS = {"high": "#b00020", "medium": "#8a5a00", "low": "#2e6b30"}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.config.manifest import read_manifest
+from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import ManifestError
 from sandbox.policy.manifest import (
     Manifest,
@@ -16,7 +17,6 @@ from sandbox.policy.manifest import (
     manifest_from_labels,
     manifest_to_labels,
 )
-from sandbox.runtime.docker_adapter import DockerAdapter
 
 
 def register(sub: Any) -> None:

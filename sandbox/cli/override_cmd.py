@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.config.layers import load_override, write_override
-from sandbox.policy import names
+from sandbox.host import names
 from sandbox.policy.vocabulary import parse_permission
 
 

@@ -93,9 +93,9 @@ def run_update(args: argparse.Namespace) -> int:
     from sandbox.distribution.install import InstallAction
     from sandbox.distribution.installed import default_data_home
     from sandbox.distribution.update import commit_update, preview_update
-    from sandbox.policy import names
+    from sandbox.engine.adapter import DockerAdapter
+    from sandbox.host import names
     from sandbox.policy.review import review_text
-    from sandbox.runtime.docker_adapter import DockerAdapter
 
     names.check_app_id(args.app)
     if not args.file.is_file():
@@ -157,8 +157,8 @@ def run_update(args: argparse.Namespace) -> int:
 def run_rollback(args: argparse.Namespace) -> int:
     from sandbox.distribution.installed import default_data_home
     from sandbox.distribution.update import rollback
-    from sandbox.policy import names
-    from sandbox.runtime.docker_adapter import DockerAdapter
+    from sandbox.engine.adapter import DockerAdapter
+    from sandbox.host import names
 
     names.check_app_id(args.app)
     with DockerAdapter.from_env(args.docker_host) as adapter:
@@ -173,8 +173,8 @@ def run_rollback(args: argparse.Namespace) -> int:
 def run_rebase(args: argparse.Namespace) -> int:
     from sandbox.distribution.installed import default_data_home
     from sandbox.distribution.rebase import rebase
-    from sandbox.policy import names
-    from sandbox.runtime.docker_adapter import DockerAdapter
+    from sandbox.engine.adapter import DockerAdapter
+    from sandbox.host import names
 
     names.check_app_id(args.app)
     with DockerAdapter.from_env(args.docker_host) as adapter:

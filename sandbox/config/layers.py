@@ -10,7 +10,7 @@ from typing import Any
 
 from sandbox.errors import PolicyError
 from sandbox.fileutil import write_atomic
-from sandbox.policy import names
+from sandbox.host import names
 from sandbox.policy.layers import (
     SitePolicy,
     UserOverride,

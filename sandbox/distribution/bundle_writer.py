@@ -28,9 +28,9 @@ from sandbox.distribution.bundle_format import (
     dump_header,
 )
 from sandbox.distribution.bundle_reader import Progress
+from sandbox.engine.adapter import DockerAdapter, ImageDetails
 from sandbox.errors import BundleError, LaunchError
 from sandbox.policy.manifest import manifest_from_labels
-from sandbox.runtime.docker_adapter import DockerAdapter, ImageDetails
 
 _BLOCK: Final = 512
 _TAR_BUFSIZE: Final = 64 * 1024

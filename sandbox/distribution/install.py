@@ -34,13 +34,13 @@ from sandbox.distribution.partial import (
     find_source,
     load_partial,
 )
+from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import BundleError, LaunchError, ManifestError, SandboxError
 from sandbox.policy.facts import HostFacts
 from sandbox.policy.layers import UserOverride, adds_permissions
 from sandbox.policy.manifest import manifest_from_labels
 from sandbox.policy.plan import LaunchPlan
 from sandbox.policy.vocabulary import Permission
-from sandbox.runtime.docker_adapter import DockerAdapter
 
 
 class InstallAction(enum.StrEnum):

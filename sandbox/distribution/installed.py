@@ -12,7 +12,7 @@ from typing import Any, Final
 from sandbox.distribution.bundle_format import BaseRef
 from sandbox.errors import BundleError, ManifestError, PolicyError
 from sandbox.fileutil import write_atomic
-from sandbox.policy import names
+from sandbox.host import names
 from sandbox.policy.layers import implied
 from sandbox.policy.manifest import Manifest, dump_manifest, parse_manifest
 from sandbox.policy.plan import GrantState, LaunchPlan

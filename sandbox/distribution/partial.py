@@ -17,8 +17,8 @@ from pathlib import Path
 
 from sandbox.distribution import archive
 from sandbox.distribution.bundle_format import HEADER_NAME, BaseRef
+from sandbox.engine.adapter import DockerAdapter, ImageDetails
 from sandbox.errors import BundleError, LaunchError
-from sandbox.runtime.docker_adapter import DockerAdapter, ImageDetails
 
 
 class PartialLoad(enum.StrEnum):

@@ -26,9 +26,9 @@ from sandbox.distribution.bundle_format import BaseRef
 from sandbox.distribution.installed import InstalledApp
 from sandbox.distribution.partial import LoadOutcome, PartialLoad, load_partial
 from sandbox.distribution.update import installed_or_fail, switch_to
+from sandbox.engine.adapter import DockerAdapter, HistoryEntry, ImageDetails
 from sandbox.errors import BundleError, LaunchError, SandboxError
 from sandbox.policy.manifest import LABEL_MANIFEST
-from sandbox.runtime.docker_adapter import DockerAdapter, HistoryEntry, ImageDetails
 
 LABEL_BASE_NAME: Final = "org.sandbox-apps.base.name"
 LABEL_BASE_ID: Final = "org.sandbox-apps.base.id"

@@ -19,8 +19,8 @@ from sandbox.distribution.install import (
 )
 from sandbox.distribution.installed import InstalledApp, load_installed, save_installed
 from sandbox.distribution.partial import PartialLoad
+from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import BundleError, LaunchError
-from sandbox.runtime.docker_adapter import DockerAdapter
 
 POLL_S = 0.5
 

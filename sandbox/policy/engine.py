@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sandbox.errors import PolicyError
-from sandbox.policy import gpu_diagnosis, names
+from sandbox.host import names
+from sandbox.policy import gpu_diagnosis
 from sandbox.policy.facts import AudioServerKind, CgroupDriver, CgroupLayout, HostFacts
 from sandbox.policy.gpu_diagnosis import GpuAccess
 from sandbox.policy.layers import CatalogLike, Decision, EffectivePolicy, PolicyEntry

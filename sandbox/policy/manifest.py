@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sandbox.errors import ManifestError
-from sandbox.policy.names import app_id_problem
+from sandbox.host.names import app_id_problem
 from sandbox.policy.vocabulary import STORAGE_NAME, AudioMode, DisplayRequest
 
 MANIFEST_VERSION = 1

@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from sandbox.host.bounded_io import Deadline, Missing, check_unix, run_bounded
 from sandbox.policy.facts import AudioFacts, AudioServerKind
-from sandbox.probes._io import Deadline, Missing, check_unix, run_bounded
 
 SYSTEM_SOCKET = "/run/pulse/native"
 

@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sandbox.host.bounded_io import Deadline, Missing, check_unix
 from sandbox.policy.facts import WaylandFacts
-from sandbox.probes._io import Deadline, Missing, check_unix
 
 DEFAULT_DISPLAY = "wayland-0"
 

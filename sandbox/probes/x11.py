@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sandbox.errors import ProviderError
-from sandbox.policy.facts import X11Facts
-from sandbox.probes._io import (
+from sandbox.host import xauth
+from sandbox.host.bounded_io import (
     Deadline,
     Missing,
     connect_unix,
@@ -21,7 +21,7 @@ from sandbox.probes._io import (
     recv_exact,
     run_bounded,
 )
-from sandbox.providers import xauth
+from sandbox.policy.facts import X11Facts
 
 SOCKET_DIR = "/tmp/.X11-unix"
 SECURITY = "SECURITY"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.errors import ProviderError
-from sandbox.policy import names
+from sandbox.host import names
 from sandbox.policy.plan import Mount, MountKind, StorageRequest
 from sandbox.providers.grant import Grant, ProviderContext
 

@@ -18,8 +18,8 @@ from Xlib import error as xerror
 from Xlib.ext import security
 
 from sandbox.errors import ProviderError
+from sandbox.host import xauth
 from sandbox.providers import state as provider_state
-from sandbox.providers import xauth
 
 STATE_FILE = "x11.json"
 XAUTHORITY_FILE = "Xauthority"

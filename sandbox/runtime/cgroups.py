@@ -12,8 +12,8 @@ from cgroupspy.controllers import Controller, CpuController, CpuSetController, M
 from cgroupspy.nodes import Node
 
 from sandbox.errors import ProviderError
+from sandbox.host.names import CGROUP_ROOT, check_app_id, is_valid_app_id
 from sandbox.policy.facts import CgroupFacts, CgroupMount
-from sandbox.policy.names import CGROUP_ROOT, check_app_id, is_valid_app_id
 from sandbox.policy.plan import Limits
 from sandbox.probes import cgroups as cgroup_probe
 

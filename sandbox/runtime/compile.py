@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from sandbox.errors import LaunchError
-from sandbox.policy import names
+from sandbox.host import names
 from sandbox.policy.mounts import MountContext, mount_problem
 from sandbox.policy.plan import EnvVar, LaunchPlan, NvidiaMethod, NvidiaRequest
 from sandbox.providers.grant import Grant

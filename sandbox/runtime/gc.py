@@ -9,11 +9,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import SandboxError
-from sandbox.policy.names import CGROUP_ROOT, LABEL_MANAGED, app_slice_name
+from sandbox.host.names import CGROUP_ROOT, LABEL_MANAGED, app_slice_name
 from sandbox.runtime import instances
 from sandbox.runtime.compile import LABEL_LAUNCHER
-from sandbox.runtime.docker_adapter import DockerAdapter
 
 # Launcher tokens of --detach instances made before detached launches had a supervisor: such
 # an instance is live while its container runs. Today a supervisor's own token is used.

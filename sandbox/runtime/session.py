@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol, cast
 
+from sandbox.engine.adapter import STDERR, STDOUT, DockerAdapter, PendingWait, read_frames
 from sandbox.errors import (
     LaunchError,
     ManifestError,
@@ -23,7 +24,7 @@ from sandbox.errors import (
     ProviderError,
     SandboxError,
 )
-from sandbox.policy import names
+from sandbox.host import names
 from sandbox.policy.facts import HostFacts
 from sandbox.policy.manifest import LABEL_MANIFEST, Manifest, manifest_from_labels
 from sandbox.policy.plan import CgroupDriverName, LaunchPlan
@@ -31,7 +32,6 @@ from sandbox.providers.grant import Grant, Provider, ProviderContext, combine
 from sandbox.providers.storage import app_data_dir
 from sandbox.runtime import instances
 from sandbox.runtime.compile import LaunchTarget, compile, hostname_for
-from sandbox.runtime.docker_adapter import STDERR, STDOUT, DockerAdapter, PendingWait, read_frames
 from sandbox.runtime.spec import ContainerSpec
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sandbox.errors import ProviderError
-from sandbox.policy.names import (
+from sandbox.host.names import (
     SYSTEMD_ROOT_SLICE,
     SYSTEMD_SLICE_PREFIX,
     SYSTEMD_SLICE_SUFFIX,

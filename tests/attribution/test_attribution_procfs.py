@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sandbox.attribution import AppIdentity, AttributionCache, Validation, app_for_pid
 from sandbox.attribution.procfs import parse_cgroup_file, parse_cgroup_path
 from sandbox.errors import ProbeError
-from sandbox.policy.names import app_slice_name
+from sandbox.host.names import app_slice_name
 
 CID = "57be053cb4c41d143570188a8d407d845868acd50640ea06b01f5d49d5aa1ced"
 CID2 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

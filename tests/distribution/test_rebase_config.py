@@ -16,8 +16,8 @@ from sandbox.distribution.rebase import (
     check_new_base,
     rebased_config,
 )
+from sandbox.engine.adapter import HistoryEntry, ImageDetails
 from sandbox.errors import BundleError
-from sandbox.runtime.docker_adapter import HistoryEntry, ImageDetails
 
 
 def _d(c: str) -> str:

@@ -37,7 +37,9 @@ ALLOWED_STDLIB = frozenset(
         "unicodedata",
     ]
 )
-ALLOWED_SANDBOX = frozenset(["sandbox.errors"])
+# The pure host codecs the core may use (ids and their escaping); they are scanned as policy is.
+PURE_HOST = frozenset(["sandbox.host.names"])
+ALLOWED_SANDBOX = frozenset(["sandbox.errors", *PURE_HOST])
 POSIXPATH_IO = frozenset(
     [
         "exists",
@@ -62,7 +64,9 @@ POSIXPATH_IO = frozenset(
     ]
 )
 FORBIDDEN_CALLS = frozenset({"open", "input", "print", "exec", "eval", "__import__", "exit"})
-MODULES = sorted(POLICY_DIR.rglob("*.py"))
+HOST_DIR = POLICY_DIR.parent / "host"
+PURE_HOST_FILES = sorted(HOST_DIR / (m.rsplit(".", 1)[1] + ".py") for m in PURE_HOST)
+MODULES = sorted(POLICY_DIR.rglob("*.py")) + PURE_HOST_FILES
 
 
 def _module_of(path: Path) -> str:
@@ -72,6 +76,8 @@ def _module_of(path: Path) -> str:
 
 
 def _package_of(path: Path) -> str:
+    if path.parent == HOST_DIR:
+        return "sandbox.host"
     module = _module_of(path)
     return module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
 
@@ -118,7 +124,8 @@ def _violations(path: Path, package: str | None = None) -> list[str]:
                 if module == "posixpath" and alias.name in POSIXPATH_IO:
                     bad(node, f"imports posixpath.{alias.name}")
                 elif not (_allowed_module(module) and module not in ("sandbox", "")) and not (
-                    module in ("sandbox", "sandbox.policy") and _allowed_module(full)
+                    module in ("sandbox", "sandbox.policy", "sandbox.host")
+                    and _allowed_module(full)
                 ):
                     bad(node, f"imports {full} (from {module or '.'})")
         elif isinstance(node, ast.Call):
@@ -162,6 +169,8 @@ def test_the_scan_catches_what_it_should(tmp_path: Path) -> None:
         "from sandbox import runtime",
         "import sandbox.probes.docker",
         "from sandbox.providers.grant import Grant",
+        "from sandbox.host import xauth",
+        "from sandbox.engine import adapter",
         "from ..runtime import docker_adapter",
         "from .. import probes",
         "from ... import os",
@@ -200,7 +209,8 @@ def test_the_scan_catches_each_bypass(tmp_path: Path, source: str) -> None:
     "source",
     [
         "from sandbox.errors import PolicyError",
-        "from sandbox.policy import names",
+        "from sandbox.host import names",
+        "from sandbox.host.names import app_slice_name",
         "from sandbox.policy.plan import Mount",
         "from . import names",
         "from .plan import Mount",

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from sandbox.engine import endpoint
+from sandbox.host.bounded_io import Deadline, Missing
 from sandbox.policy.facts import CgroupDriver, EngineKind
 from sandbox.probes import docker
-from sandbox.probes._io import Deadline, Missing
 
 DATA = Path(__file__).parent / "data"
 
@@ -26,7 +27,7 @@ def load(name: str) -> dict[str, Any]:
     return value
 
 
-ENDPOINT = docker.Endpoint(
+ENDPOINT = endpoint.Endpoint(
     "unix:///var/run/docker.sock", "default", unix_path="/var/run/docker.sock"
 )
 
@@ -111,7 +112,7 @@ def test_odd_values_do_not_break_parsing() -> None:
 
 def resolve(
     env: dict[str, str], home: Path, existing: frozenset[str] = frozenset()
-) -> docker.Endpoint | Missing:
+) -> endpoint.Endpoint | Missing:
     """Resolve with real files under `home`; host paths exist only when listed (hermetic)."""
 
     def read_text(path: str) -> str | None:
@@ -123,7 +124,7 @@ def resolve(
     def exists(path: str) -> bool:
         return path in existing or (path.startswith(str(home)) and os.path.exists(path))
 
-    return docker.resolve_endpoint(env, home=str(home), read_text=read_text, exists=exists)
+    return endpoint.resolve_endpoint(env, home=str(home), read_text=read_text, exists=exists)
 
 
 def write_context(config_dir: Path, name: str, host: str) -> Path:
@@ -147,7 +148,7 @@ def test_docker_host_wins(tmp_path: Path) -> None:
     write_context(tmp_path / ".docker", "remote", "unix:///ctx.sock")
     env = {"DOCKER_HOST": "unix:///run/user/1000/docker.sock", "DOCKER_CONTEXT": "remote"}
     ep = resolve(env, tmp_path)
-    assert isinstance(ep, docker.Endpoint)
+    assert isinstance(ep, endpoint.Endpoint)
     assert (ep.url, ep.source, ep.unix_path) == (
         env["DOCKER_HOST"],
         "DOCKER_HOST",
@@ -158,7 +159,7 @@ def test_docker_host_wins(tmp_path: Path) -> None:
 def test_context_from_docker_context_env(tmp_path: Path) -> None:
     write_context(tmp_path / ".docker", "rootless", "unix:///run/user/1000/docker.sock")
     ep = resolve({"DOCKER_CONTEXT": "rootless"}, tmp_path)
-    assert isinstance(ep, docker.Endpoint)
+    assert isinstance(ep, endpoint.Endpoint)
     assert ep.source == "context rootless"
     assert ep.unix_path == "/run/user/1000/docker.sock"
 
@@ -168,7 +169,7 @@ def test_context_from_config_json_and_docker_config(tmp_path: Path) -> None:
     write_context(config_dir, "colima", "unix:///home/u/.colima/docker.sock")
     (config_dir / "config.json").write_text(json.dumps({"currentContext": "colima"}))
     ep = resolve({"DOCKER_CONFIG": str(config_dir)}, tmp_path / "home")
-    assert isinstance(ep, docker.Endpoint)
+    assert isinstance(ep, endpoint.Endpoint)
     assert (ep.source, ep.unix_path) == ("context colima", "/home/u/.colima/docker.sock")
 
 
@@ -182,30 +183,30 @@ def test_a_missing_context_is_a_reason_naming_its_meta_path(tmp_path: Path) -> N
 def test_default_context_means_the_default_socket(tmp_path: Path) -> None:
     (tmp_path / ".docker").mkdir()
     (tmp_path / ".docker" / "config.json").write_text('{"currentContext": "default"}')
-    ep = resolve({}, tmp_path, existing=frozenset({docker.DEFAULT_SOCKET}))
-    assert isinstance(ep, docker.Endpoint)
-    assert (ep.source, ep.unix_path) == ("default", docker.DEFAULT_SOCKET)
+    ep = resolve({}, tmp_path, existing=frozenset({endpoint.DEFAULT_SOCKET}))
+    assert isinstance(ep, endpoint.Endpoint)
+    assert (ep.source, ep.unix_path) == ("default", endpoint.DEFAULT_SOCKET)
 
 
 def test_podman_sockets_are_the_last_resort(tmp_path: Path) -> None:
     user_sock = "/run/user/1000/podman/podman.sock"
     ep = resolve({"XDG_RUNTIME_DIR": "/run/user/1000"}, tmp_path, existing=frozenset({user_sock}))
-    assert isinstance(ep, docker.Endpoint)
+    assert isinstance(ep, endpoint.Endpoint)
     assert (ep.source, ep.unix_path) == ("podman", user_sock)
-    ep = resolve({}, tmp_path, existing=frozenset({docker.SYSTEM_PODMAN_SOCKET}))
-    assert isinstance(ep, docker.Endpoint) and ep.unix_path == docker.SYSTEM_PODMAN_SOCKET
+    ep = resolve({}, tmp_path, existing=frozenset({endpoint.SYSTEM_PODMAN_SOCKET}))
+    assert isinstance(ep, endpoint.Endpoint) and ep.unix_path == endpoint.SYSTEM_PODMAN_SOCKET
     nothing = resolve({}, tmp_path)
     assert isinstance(nothing, Missing)
-    assert docker.DEFAULT_SOCKET in nothing.reason and "Podman" in nothing.reason
+    assert endpoint.DEFAULT_SOCKET in nothing.reason and "Podman" in nothing.reason
 
 
 def test_tcp_endpoints_plain_and_tls() -> None:
-    ep = docker.parse_host_url("tcp://10.0.0.5:2375", "DOCKER_HOST", tls=False)
-    assert isinstance(ep, docker.Endpoint)
+    ep = endpoint.parse_host_url("tcp://10.0.0.5:2375", "DOCKER_HOST", tls=False)
+    assert isinstance(ep, endpoint.Endpoint)
     assert (ep.tcp_host, ep.tcp_port, ep.unix_path) == ("10.0.0.5", 2375, None)
-    no_port = docker.parse_host_url("tcp://engine", "DOCKER_HOST", tls=False)
-    assert isinstance(no_port, docker.Endpoint) and no_port.tcp_port == docker.DEFAULT_TCP_PORT
-    tls = docker.parse_host_url("tcp://10.0.0.5:2376", "DOCKER_HOST", tls=True)
+    no_port = endpoint.parse_host_url("tcp://engine", "DOCKER_HOST", tls=False)
+    assert isinstance(no_port, endpoint.Endpoint) and no_port.tcp_port == endpoint.DEFAULT_TCP_PORT
+    tls = endpoint.parse_host_url("tcp://10.0.0.5:2376", "DOCKER_HOST", tls=True)
     assert isinstance(tls, Missing) and "TLS endpoints not probed" in tls.reason
 
 
@@ -216,7 +217,7 @@ def test_docker_tls_verify_env_applies_to_docker_host(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("url", ["ssh://me@host", "npipe:////./pipe/docker_engine", "fd://"])
 def test_other_schemes_are_reasons(url: str) -> None:
-    ep = docker.parse_host_url(url, "DOCKER_HOST", tls=False)
+    ep = endpoint.parse_host_url(url, "DOCKER_HOST", tls=False)
     assert isinstance(ep, Missing) and "not probed" in ep.reason
 
 
@@ -275,7 +276,9 @@ def test_query_reads_version_and_info_over_one_unix_connection(engine_socket: Pa
     }
     engine = FakeEngine(engine_socket, routes)
     try:
-        ep = docker.Endpoint(f"unix://{engine_socket}", "DOCKER_HOST", unix_path=str(engine_socket))
+        ep = endpoint.Endpoint(
+            f"unix://{engine_socket}", "DOCKER_HOST", unix_path=str(engine_socket)
+        )
         facts = docker.query(ep, Deadline(1.0))
     finally:
         engine.close()
@@ -286,7 +289,9 @@ def test_query_reads_version_and_info_over_one_unix_connection(engine_socket: Pa
 def test_http_errors_and_garbage_are_reasons(engine_socket: Path) -> None:
     engine = FakeEngine(engine_socket, {"/version": (500, b'{"message":"boom"}')})
     try:
-        ep = docker.Endpoint(f"unix://{engine_socket}", "DOCKER_HOST", unix_path=str(engine_socket))
+        ep = endpoint.Endpoint(
+            f"unix://{engine_socket}", "DOCKER_HOST", unix_path=str(engine_socket)
+        )
         facts = docker.query(ep, Deadline(1.0))
     finally:
         engine.close()
@@ -297,7 +302,9 @@ def test_http_errors_and_garbage_are_reasons(engine_socket: Path) -> None:
 def test_not_json_is_a_reason(engine_socket: Path) -> None:
     engine = FakeEngine(engine_socket, {"/version": (200, b"<html>")})
     try:
-        ep = docker.Endpoint(f"unix://{engine_socket}", "DOCKER_HOST", unix_path=str(engine_socket))
+        ep = endpoint.Endpoint(
+            f"unix://{engine_socket}", "DOCKER_HOST", unix_path=str(engine_socket)
+        )
         facts = docker.query(ep, Deadline(1.0))
     finally:
         engine.close()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.host.bounded_io import Missing
 from sandbox.policy.facts import AudioServerKind
 from sandbox.probes import pulse
-from sandbox.probes._io import Missing
 
 
 @dataclass

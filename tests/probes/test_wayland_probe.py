@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from sandbox.host.bounded_io import Missing
 from sandbox.probes import wayland
-from sandbox.probes._io import Missing
 
 
 def test_relative_name_lives_in_the_runtime_dir() -> None:

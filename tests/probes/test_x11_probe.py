@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.host import xauth
+from sandbox.host.bounded_io import Deadline, Missing
 from sandbox.probes import x11
-from sandbox.probes._io import Deadline, Missing
-from sandbox.providers import xauth
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ import posixpath
 
 import pytest
 
+from sandbox.engine.adapter import create_body
 from sandbox.errors import LaunchError
+from sandbox.host.names import LABEL_APP_ID, LABEL_MANAGED
 from sandbox.policy.manifest import AppInfo
-from sandbox.policy.names import LABEL_APP_ID, LABEL_MANAGED
 from sandbox.policy.plan import (
     CgroupDriverName,
     CgroupParent,
@@ -27,7 +28,6 @@ from sandbox.policy.plan import (
 from sandbox.policy.vocabulary import Capability
 from sandbox.providers.grant import Grant, combine
 from sandbox.runtime.compile import LaunchTarget, compile, hostname_for
-from sandbox.runtime.docker_adapter import create_body
 
 APP_ID = "com.example.Game"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import LaunchError
-from sandbox.runtime.docker_adapter import DockerAdapter
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
 BODY = b'{"StatusCode":7}'

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sandbox.errors import PolicyError
-from sandbox.policy.names import (
+from sandbox.host.names import (
     app_slice_name,
     cgroup_parent_cgroupfs,
     check_app_id,
@@ -78,6 +78,6 @@ def test_escape_agrees_with_systemd_escape(text: str) -> None:
 
 @given(st.text(alphabet="abAB09_-.", max_size=40))
 def test_app_id_regex_and_explained_rule_agree(text: str) -> None:
-    from sandbox.policy import names
+    from sandbox.host import names
 
     assert names.is_valid_app_id(text) == (names.app_id_problem(text) is None)

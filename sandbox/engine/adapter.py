@@ -203,7 +203,7 @@ class _RawTransport:
     def request(
         self, method: str, path: str, body: Any = None, timeout: float | None = _TIMEOUT_S
     ) -> tuple[int, bytes]:
-        from sandbox.probes import _http
+        from sandbox.engine import http as _http
 
         sock = self._socket(timeout)
         try:
@@ -223,7 +223,7 @@ class _RawTransport:
 
     def send_later(self, method: str, path: str) -> socket.socket:
         """Send a request whose answer is read later (a wait posted before start)."""
-        from sandbox.probes import _http
+        from sandbox.engine import http as _http
 
         sock = self._socket(None)
         try:
@@ -339,7 +339,7 @@ class PendingWait:
     ever, so the head is read here, before the caller starts the container."""
 
     def __init__(self, sock: socket.socket, cid: str) -> None:
-        from sandbox.probes import _http
+        from sandbox.engine import http as _http
 
         self._sock = sock
         self._cid = cid
@@ -353,7 +353,7 @@ class PendingWait:
             raise LaunchError(f"wait {cid[:12]}: engine connection failed: {exc}") from exc
 
     def result(self) -> int:
-        from sandbox.probes import _http
+        from sandbox.engine import http as _http
 
         try:
             with self._reader as reader:
@@ -385,19 +385,10 @@ class DockerAdapter:
     @classmethod
     def from_env(cls, base_url: str | None = None) -> DockerAdapter:
         """Connect to `base_url`, or where DOCKER_HOST, the docker context or defaults point."""
-        from sandbox.probes import docker as engine_probe
-        from sandbox.probes._io import Missing
+        from sandbox.engine.endpoint import endpoint_from_env
+        from sandbox.host.bounded_io import Missing
 
-        tls = bool(os.environ.get("DOCKER_TLS_VERIFY"))
-        if base_url:
-            endpoint = engine_probe.parse_host_url(base_url, "--docker-host", tls=tls)
-        else:
-            endpoint = engine_probe.resolve_endpoint(
-                os.environ,
-                home=os.environ.get("HOME") or os.path.expanduser("~"),
-                read_text=engine_probe._read_text,
-                exists=os.path.exists,
-            )
+        endpoint = endpoint_from_env(os.environ, base_url)
         if isinstance(endpoint, Missing):
             raise LaunchError(f"cannot connect to the container engine: {endpoint.reason}")
         return cls(

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sandbox.errors import ProviderError
-from sandbox.providers import xauth
-from sandbox.providers.xauth import Family, XauthEntry
+from sandbox.host import xauth
+from sandbox.host.xauth import Family, XauthEntry
 
 entries_st = st.builds(
     XauthEntry,

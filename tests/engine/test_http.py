@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from sandbox.probes import _http
+from sandbox.engine import http as _http
 
 
 def _read(raw: bytes, method: str = "GET") -> _http.Response:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import BundleError, LaunchError
-from sandbox.runtime.docker_adapter import DockerAdapter
 
 # --- which commands import docker-py --------------------------------------------------------
 
@@ -54,7 +54,7 @@ def test_sandbox_run_never_imports_docker_py(tmp_path: Path) -> None:
 def test_run_path_modules_do_not_import_docker_py() -> None:
     code = (
         "import sys, sandbox.cli, sandbox.cli.run_cmd, sandbox.cli.instances_cmd, "
-        "sandbox.runtime.session, sandbox.runtime.gc, sandbox.runtime.docker_adapter, "
+        "sandbox.runtime.session, sandbox.runtime.gc, sandbox.engine.adapter, "
         "sandbox.probes.docker\n"
         "sandbox.cli.build_parser(['run', 'x'])\n"
         "print('docker' in sys.modules)"
