@@ -39,3 +39,7 @@ class BundleError(SandboxError):
         self.member = member
         self.problem = problem
         super().__init__(f"{member}: {problem}" if member else problem)
+
+
+class CgroupError(LaunchError):
+    """The app's parent cgroup (cgroupfs dirs or systemd slice) could not be made or removed."""

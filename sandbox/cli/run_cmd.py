@@ -6,9 +6,14 @@ import argparse
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.cli import EXIT_USAGE
+
+if TYPE_CHECKING:
+    from sandbox.policy.plan import LaunchPlan
+    from sandbox.policy.vocabulary import Permission
+    from sandbox.runtime.prepare import Prepared
 
 
 def register(sub: Any) -> None:
@@ -41,34 +46,45 @@ def _consent(review: str) -> bool | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sandbox.runtime import session as rt
+    from sandbox.distribution.resolve import resolve
+    from sandbox.runtime.prepare import prepare
 
     app_args = tuple(args.args[1:] if args.args[:1] == ["--"] else args.args)
-    prepared = rt.prepare(
-        args.target,
-        engine_url=args.docker_host,
-        site_policy=args.site_policy,
-        overrides=args.overrides,
-    )
+    resolved = resolve(args.target, engine_url=args.docker_host)
+    prepared = prepare(resolved.image, site_policy=args.site_policy, overrides=args.overrides)
     # An installed app was reviewed at install; ask again only if the plan now gives more.
-    grown = prepared.installed.uncovered(prepared.plan) if prepared.installed else None
+    grown = resolved.not_consented(prepared.plan)
     if not args.yes and grown != ():
-        from sandbox.policy.review import review_text
+        refused = _ask(prepared.plan, grown)
+        if refused is not None:
+            return refused
+    return _launch(prepared, app_args, detach=args.detach)
 
-        review = review_text(prepared.plan)
-        if grown:
-            review += "\n\nNot agreed to at install: " + ", ".join(str(p) for p in grown)
-        ok = _consent(review)
-        if ok is None:
-            print(
-                "sandbox: error: cannot ask for consent: stdin is not a terminal; "
-                "review with `sandbox plan` and pass --yes",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        if not ok:
-            print("sandbox: not started", file=sys.stderr)
-            return 1
+
+def _ask(plan: LaunchPlan, grown: tuple[Permission, ...] | None) -> int | None:
+    """Show the review and ask; the exit code when the app must not start, else None."""
+    from sandbox.policy.review import review_text
+
+    review = review_text(plan)
+    if grown:
+        review += "\n\nNot agreed to at install: " + ", ".join(str(p) for p in grown)
+    ok = _consent(review)
+    if ok is None:
+        print(
+            "sandbox: error: cannot ask for consent: stdin is not a terminal; "
+            "review with `sandbox plan` and pass --yes",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if not ok:
+        print("sandbox: not started", file=sys.stderr)
+        return 1
+    return None
+
+
+def _launch(prepared: Prepared, app_args: tuple[str, ...], *, detach: bool) -> int:
+    from sandbox.runtime import session as rt
+
     stdio = rt.Stdio(
         stdout=sys.stdout.buffer,
         stderr=sys.stderr.buffer,
@@ -79,11 +95,11 @@ def run(args: argparse.Namespace) -> int:
     received: list[int] = []
     old = {s: signal.signal(s, lambda n, _f: received.append(n)) for s in _SIGNALS}
     try:
-        session = rt.launch(prepared, args=app_args, stdio=stdio, detach=args.detach)
+        session = rt.launch(prepared, args=app_args, stdio=stdio, detach=detach)
     except BaseException:
         _restore(old)
         raise
-    if args.detach:
+    if detach:
         _restore(old)
         print(session.instance_id)
         return 0

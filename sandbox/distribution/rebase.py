@@ -307,11 +307,12 @@ def smoke_check(
     passes when the command exits 0 or is still running after `timeout_s`."""
     import io
 
+    from sandbox.distribution import resolve
     from sandbox.runtime import session as rt
 
     started = time.monotonic()
     try:
-        prepared = rt.prepare(image, engine_url=engine_url)
+        prepared = resolve.plan(image, engine_url=engine_url)
         if command:
             plan = dataclasses.replace(
                 prepared.plan, app=dataclasses.replace(prepared.plan.app, command=command)

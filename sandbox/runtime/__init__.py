@@ -1,1 +1,1 @@
-"""Runtime: plan -> container spec, engine, session lifecycle; it grants nothing the plan lacks."""
+"""Runtime: a planned launch -> app cgroup, providers, container, wait, teardown; no resolving."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from cgroupspy.controllers import Controller, CpuController, CpuSetController, MemoryController
 from cgroupspy.nodes import Node
 
-from sandbox.errors import ProviderError
+from sandbox.errors import CgroupError
 from sandbox.host.names import CGROUP_ROOT, check_app_id, is_valid_app_id
 from sandbox.policy.facts import CgroupFacts, CgroupMount
 from sandbox.policy.plan import Limits
@@ -51,7 +51,7 @@ class KnobWrite:
 
 
 @dataclass(frozen=True)
-class AppCgroup:
+class AppCgroupDirs:
     """Where one app's parent cgroup lives in each hierarchy."""
 
     app_id: str
@@ -116,7 +116,7 @@ def host_hierarchies(facts: CgroupFacts | None = None) -> tuple[CgroupMount, ...
     if facts is None:
         facts = cgroup_probe.probe({})
     if not facts.available:
-        raise ProviderError(f"cgroups: {facts.reason or 'no cgroup hierarchy is mounted'}")
+        raise CgroupError(f"cgroups: {facts.reason or 'no cgroup hierarchy is mounted'}")
     return facts.mounts
 
 
@@ -129,8 +129,8 @@ def _v1_node(mount: CgroupMount, *names: str) -> Node:
     return node
 
 
-def _fail(what: str, path: str, exc: OSError) -> ProviderError:
-    return ProviderError(f"cgroups: cannot {what} {path}: {exc.strerror or exc}")
+def _fail(what: str, path: str, exc: OSError) -> CgroupError:
+    return CgroupError(f"cgroups: cannot {what} {path}: {exc.strerror or exc}")
 
 
 def _copy_cpuset(node: Node) -> None:
@@ -155,12 +155,12 @@ def _read_v2_controllers(mount: CgroupMount) -> tuple[str, ...]:
 
 def create_app_cgroup(
     app_id: str, limits: Limits | None = None, facts: CgroupFacts | None = None
-) -> AppCgroup:
+) -> AppCgroupDirs:
     """Create /sandbox/<app-id> in every hierarchy (idempotent) and set the app-wide limits."""
     check_app_id(app_id)
     mounts = host_hierarchies(facts)
     if not mounts:
-        raise ProviderError("cgroups: no cgroup hierarchy is mounted")
+        raise CgroupError("cgroups: no cgroup hierarchy is mounted")
     v2_controllers: tuple[str, ...] = ()
     dirs: list[str] = []
     for mount in mounts:
@@ -181,14 +181,14 @@ def create_app_cgroup(
         except OSError as exc:
             raise _fail("create", path, exc) from exc
         dirs.append(path)
-    cgroup = AppCgroup(app_id, tuple(dirs))
+    cgroup = AppCgroupDirs(app_id, tuple(dirs))
     if limits is not None:
         apply_limits(cgroup, limits, mounts, v2_controllers)
     return cgroup
 
 
 def apply_limits(
-    cgroup: AppCgroup,
+    cgroup: AppCgroupDirs,
     limits: Limits,
     mounts: tuple[CgroupMount, ...],
     v2_controllers: Iterable[str] = (),
@@ -250,7 +250,7 @@ def app_cgroup_in_use(app_id: str, facts: CgroupFacts | None = None) -> bool:
     try:
         return any(dir_in_use(p) for p in app_dirs(app_id, host_hierarchies(facts)))
     except OSError as exc:
-        raise ProviderError(f"cgroups: cannot inspect the cgroup of {app_id}: {exc}") from exc
+        raise CgroupError(f"cgroups: cannot inspect the cgroup of {app_id}: {exc}") from exc
 
 
 def remove_app_cgroup(app_id: str, facts: CgroupFacts | None = None) -> bool:

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import SandboxError
-from sandbox.host.names import CGROUP_ROOT, LABEL_MANAGED, app_slice_name
-from sandbox.runtime import instances
+from sandbox.host.names import CGROUP_ROOT, LABEL_MANAGED
+from sandbox.runtime import app_cgroup, instances
 from sandbox.runtime.compile import LABEL_LAUNCHER
 
 # Launcher tokens of --detach instances made before detached launches had a supervisor: such
 # an instance is live while its container runs. Today a supervisor's own token is used.
 DETACHED_PREFIX = "detached:"
-SYSTEMD_RUN_DIR = "/run/systemd/system"  # exists only where systemd is the init (sd_booted)
 TEARDOWN_GRACE_S = 10.0  # how long `stop` waits for a launcher to finish its teardown
 
 
@@ -124,33 +122,51 @@ def _container_live(adapter: DockerAdapter, cid: str, token: str) -> bool:
 def gc(engine_urls: tuple[str | None, ...] = (None,), base: Path | None = None) -> GcReport:
     """Remove what dead launchers left: containers, provider state (X11 cookies revoked,
     Wayland dirs, sockets), instance dirs and empty app cgroups. Safe while apps run."""
-    from sandbox.providers.display import collect_instance
-    from sandbox.runtime import cgroups, systemd
-    from sandbox.runtime.session import remove_app_cgroup, remove_app_slice
-
     report = GcReport()
     base = instances.instances_dir(os.geteuid()) if base is None else base
-    urls: dict[str | None, None] = dict.fromkeys(engine_urls)
+    seen = sweep_instances(base, report)
+    instances.remove_dangling_links(base)
+    # Containers whose launcher died before the instance dir named them (or whose dir is gone).
+    sweep_containers(tuple(dict.fromkeys((*engine_urls, *seen))), report)
+    sweep_app_cgroups(report)
+    return report
+
+
+def sweep_instances(base: Path, report: GcReport) -> tuple[str | None, ...]:
+    """Collect every instance whose launcher is gone; returns the engines the instances name."""
+    urls: dict[str | None, None] = {}
     for inst in instances.list_instances(base):
-        s = inst.state
-        urls[s.engine] = None
+        urls[inst.state.engine] = None
+        if inst.drift.launcher_unknown:
+            # nothing says whether its launcher still runs: removing it could break a live app
+            report.problems.append(f"{inst.path.name}: {inst.drift}: left in place")
+            continue
         try:
-            adapter = DockerAdapter.from_env(s.engine)
-            if s.container_id and _container_live(adapter, s.container_id, s.launcher):
-                continue
-            if not s.container_id and launcher_alive(s.launcher):
-                continue  # a launch in progress
-            if s.container_id and adapter.remove(s.container_id):
-                report.containers.append(s.container_id[:12])
-            collect_instance(inst.path, Path(s.xauthority) if s.xauthority else None)
-            instances.remove_instance_dir(inst)
-            report.instance_dirs.append(inst.path.name)
+            _collect_instance(inst, report)
         except SandboxError as exc:
             report.problems.append(f"{inst.path.name}: {exc}")
-    instances.remove_dangling_links(base)
+    return tuple(urls)
 
-    # Containers whose launcher died before the instance dir named them (or whose dir is gone).
-    for url in urls:
+
+def _collect_instance(inst: instances.Instance, report: GcReport) -> None:
+    from sandbox.providers.display import collect_instance
+
+    s = inst.state
+    adapter = DockerAdapter.from_env(s.engine)
+    if s.container_id and _container_live(adapter, s.container_id, s.launcher):
+        return
+    if not s.container_id and launcher_alive(s.launcher):
+        return  # a launch in progress
+    if s.container_id and adapter.remove(s.container_id):
+        report.containers.append(s.container_id[:12])
+    collect_instance(inst.path, Path(s.xauthority) if s.xauthority else None)
+    instances.remove_instance_dir(inst)
+    report.instance_dirs.append(inst.path.name)
+
+
+def sweep_containers(engine_urls: tuple[str | None, ...], report: GcReport) -> None:
+    """Remove managed containers whose launcher is gone, on each engine."""
+    for url in engine_urls:
         try:
             adapter = DockerAdapter.from_env(url)
             for c in adapter.containers_with_label(LABEL_MANAGED, "1"):
@@ -160,17 +176,13 @@ def gc(engine_urls: tuple[str | None, ...] = (None,), base: Path | None = None) 
         except SandboxError as exc:
             report.problems.append(f"engine {url or 'default'}: {exc}")
 
-    try:
-        for app_id in cgroups.list_app_cgroups():
-            if remove_app_cgroup(os.geteuid(), app_id, wait=False):
-                report.cgroups.append(app_id)
-    except SandboxError as exc:
-        report.problems.append(str(exc))
-    if shutil.which(systemd.SYSTEMCTL) and os.path.isdir(SYSTEMD_RUN_DIR):
+
+def sweep_app_cgroups(report: GcReport) -> None:
+    """Remove the app parents no instance uses; an app whose lock is held is left alone."""
+    for kind in app_cgroup.KINDS:
         try:
-            for app_id in systemd.list_app_slices():
-                if remove_app_slice(os.geteuid(), app_id, wait=False):
-                    report.cgroups.append(app_slice_name(app_id))
+            for cgroup in kind.present(os.geteuid()):
+                if cgroup.remove_if_unused(wait=False):
+                    report.cgroups.append(cgroup.name)
         except SandboxError as exc:
             report.problems.append(str(exc))
-    return report

@@ -7,31 +7,22 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from sandbox.errors import LaunchError
 from sandbox.fileutil import write_atomic
+from sandbox.host.runtime_dirs import runtime_root
 
 STATE_FILE = "state.json"
 PENDING_PREFIX = ".pending-"
 
 
-def runtime_root(uid: int, env: dict[str, str] | None = None) -> Path:
-    """$XDG_RUNTIME_DIR/sandbox; else /run/sandbox-<uid> (root) or <tmp>/sandbox-<uid>."""
-    environ = os.environ if env is None else env
-    xdg = environ.get("XDG_RUNTIME_DIR", "")
-    if xdg.startswith("/") and os.path.isdir(xdg):
-        return Path(xdg) / "sandbox"
-    if os.geteuid() == 0 and os.path.isdir("/run"):
-        return Path(f"/run/sandbox-{uid}")
-    return Path(tempfile.gettempdir()) / f"sandbox-{uid}"
-
-
-def instances_dir(uid: int, env: dict[str, str] | None = None) -> Path:
+def instances_dir(uid: int, env: Mapping[str, str] | None = None) -> Path:
+    """<runtime root>/instances, made 0700 with the root; refused unless this user owns both."""
     root = runtime_root(uid, env)
     path = root / "instances"
     for p in (root, path):
@@ -98,12 +89,35 @@ class InstanceState:
         return int(pid) if pid.isdigit() else 0
 
 
+@dataclass(frozen=True)
+class StateDrift:
+    """How a state.json differs from this version's InstanceState: keys it lacks or adds."""
+
+    missing: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.missing or self.unknown)
+
+    @property
+    def launcher_unknown(self) -> bool:
+        """Without its launcher token nobody can tell whether the instance is still in use."""
+        return "launcher" in self.missing
+
+    def __str__(self) -> str:
+        parts = [f"lacks {', '.join(self.missing)}"] if self.missing else []
+        parts += [f"has unknown {', '.join(self.unknown)}"] if self.unknown else []
+        return f"{STATE_FILE} " + "; ".join(parts)
+
+
 @dataclass
 class Instance:
     """One instance dir on disk and its state."""
 
     path: Path
     state: InstanceState
+    drift: StateDrift = StateDrift()  # a file another version wrote is still found, and says so
 
     def save(self) -> None:
         data = json.dumps(asdict(self.state), indent=2)
@@ -135,16 +149,41 @@ def promote(inst: Instance, container_id: str) -> None:
     inst.save()
 
 
+# Stand-ins for required keys a drifted state.json lacks; an empty launcher token never runs.
+_STAND_INS: dict[str, object] = {"app_id": "", "launcher": "", "created": 0.0, "image": ""}
+
+
+def _required(f: Field[Any]) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+def parse_state(raw: Mapping[str, Any], dir_name: str) -> tuple[InstanceState, StateDrift]:
+    """The state a state.json holds, tolerating keys added or dropped by another version."""
+    known = {f.name for f in fields(InstanceState)}
+    required = [f.name for f in fields(InstanceState) if _required(f)]
+    missing = tuple(k for k in required if k not in raw)
+    unknown = tuple(sorted(k for k in raw if k not in known))
+    stand_ins = {**_STAND_INS, "instance_id": dir_name}
+    values: dict[str, Any] = {k: stand_ins[k] for k in missing}
+    values.update((k, v) for k, v in raw.items() if k in known)
+    return InstanceState(**values), StateDrift(missing, unknown)
+
+
 def load(path: Path) -> Instance | None:
+    """The instance at `path`; None when its state.json is absent or not a JSON object."""
     try:
-        raw: dict[str, Any] = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-        return Instance(path, InstanceState(**raw))
-    except (OSError, ValueError, TypeError):
+        raw = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
+    if not isinstance(raw, dict):
+        return None
+    state, drift = parse_state(raw, path.name)
+    return Instance(path, state, drift)
 
 
 def list_instances(base: Path) -> list[Instance]:
-    """Every instance dir (pending ones too) whose state.json reads; links are skipped."""
+    """Every instance dir (pending ones too) whose state.json reads, drifted ones included;
+    links are skipped."""
     out: list[Instance] = []
     try:
         entries = sorted(os.scandir(base), key=lambda e: e.name)

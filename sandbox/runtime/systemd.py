@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sandbox.errors import ProviderError
+from sandbox.errors import CgroupError
 from sandbox.host.names import (
     SYSTEMD_ROOT_SLICE,
     SYSTEMD_SLICE_PREFIX,
@@ -45,7 +45,7 @@ def run_systemctl(argv: tuple[str, ...]) -> CommandResult:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ProviderError(f"cgroups: cannot run {' '.join(argv[:2])}: {exc}") from exc
+        raise CgroupError(f"cgroups: cannot run {' '.join(argv[:2])}: {exc}") from exc
     return CommandResult(done.returncode, done.stdout, done.stderr)
 
 
@@ -106,7 +106,7 @@ def parse_slice_list(stdout: str) -> tuple[str, ...]:
 
 def _check(result: CommandResult, argv: tuple[str, ...]) -> None:
     if result.returncode != 0:
-        raise ProviderError(
+        raise CgroupError(
             f"cgroups: `{' '.join(argv)}` failed ({result.returncode}): {result.stderr.strip()}"
         )
 

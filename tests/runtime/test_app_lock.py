@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.runtime.session import AppLock, app_lock
+from sandbox.runtime.app_lock import AppLock, app_lock
 
 APP = "org.sandboxtest.Lock"
 

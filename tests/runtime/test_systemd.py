@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.errors import ProviderError
+from sandbox.errors import CgroupError
 from sandbox.policy.plan import Limits
 from sandbox.runtime import systemd
 from sandbox.runtime.systemd import CommandResult
@@ -48,7 +48,7 @@ def test_escaped_app_id_names_the_slice() -> None:
 
 def test_failure_names_the_command_and_systemd_message() -> None:
     run = Recorder(CommandResult(1, "", "Failed to set unit properties: Access denied\n"))
-    with pytest.raises(ProviderError, match=r"set-property.*Access denied"):
+    with pytest.raises(CgroupError, match=r"set-property.*Access denied"):
         systemd.apply_slice_limits(APP, Limits(), run)
 
 

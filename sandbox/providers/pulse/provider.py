@@ -28,9 +28,9 @@ class PulseProvider:
         self._proxy: object | None = None
 
     def setup(self, ctx: ProviderContext) -> Grant:
+        from sandbox.host.runtime_dirs import runtime_root
         from sandbox.providers.pulse.filter import AudioGrant
         from sandbox.providers.pulse.proxy import PulseProxy, write_client_conf
-        from sandbox.runtime.instances import runtime_root
 
         directory = ctx.instance_dir / "pulse"
         try:
