@@ -62,6 +62,10 @@ from sandbox.providers.pulse.rules import (
 )
 from sandbox.providers.pulse.tagstruct import U32, Arbitrary, Bool, FormatInfo, Proplist, Str, Value
 
+# AudioGrant is this module's input and has long been imported from here (the launcher's
+# provider); rules.py defines it.
+__all__ = ["MAX_PENDING", "AudioGrant", "Output", "PulseFilter", "refused_commands"]
+
 MAX_PENDING = 4096
 
 

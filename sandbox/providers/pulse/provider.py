@@ -28,8 +28,8 @@ class PulseProvider:
         self._proxy: object | None = None
 
     def setup(self, ctx: ProviderContext) -> Grant:
+        from sandbox.providers.pulse.filter import AudioGrant
         from sandbox.providers.pulse.proxy import PulseProxy, write_client_conf
-        from sandbox.providers.pulse.rules import AudioGrant
         from sandbox.runtime.instances import runtime_root
 
         directory = ctx.instance_dir / "pulse"
