@@ -17,27 +17,29 @@ import time
 import wave
 from pathlib import Path
 
-from sandbox.providers.pulse.filter import AudioGrant
 from sandbox.providers.pulse.protocol import (
     INVALID_INDEX,
     PROTOCOL_VERSION,
+    Command,
+    Frame,
+    FrameDecoder,
+    Packet,
+    parse_packet,
+)
+from sandbox.providers.pulse.proxy import PulseProxy, write_client_conf
+from sandbox.providers.pulse.rules import AudioGrant
+from sandbox.providers.pulse.tagstruct import (
     U8,
     U32,
     Arbitrary,
     Bool,
     ChannelMap,
-    Command,
     CVolume,
-    Frame,
-    FrameDecoder,
-    Packet,
     Proplist,
     SampleSpec,
     Str,
-    parse_packet,
     prop_str,
 )
-from sandbox.providers.pulse.proxy import PulseProxy, write_client_conf
 
 RATE, CHANNELS, SAMPLE_S16LE = 48000, 2, 3
 BYTES_PER_SECOND = RATE * CHANNELS * 2

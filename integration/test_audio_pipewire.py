@@ -34,13 +34,12 @@ from sandbox.providers.pulse.protocol import (
     AUTH_FLAG_SHM,
     COOKIE_LENGTH,
     PROTOCOL_VERSION_MASK,
-    U32,
-    Arbitrary,
     Command,
     FrameDecoder,
     Packet,
     parse_packet,
 )
+from sandbox.providers.pulse.tagstruct import U32, Arbitrary
 
 pytestmark = [pytest.mark.integration]
 

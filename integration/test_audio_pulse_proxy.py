@@ -21,8 +21,8 @@ from docker.types import Mount
 
 from integration.components import PulseServer, app_sink_inputs, poll
 from integration.containers import APP_UID, hardened, run_to_end
-from sandbox.providers.pulse.filter import AudioGrant
 from sandbox.providers.pulse.proxy import PulseProxy, write_client_conf
+from sandbox.providers.pulse.rules import AudioGrant
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sandbox.distribution.install import InstallPreview
+    from sandbox.distribution.bundle_reader import Progress
+    from sandbox.distribution.install import InstallPreview, InstallResult
     from sandbox.engine.adapter import DockerAdapter
 
 
@@ -42,18 +43,9 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
-def _ask(question: str, default: bool) -> bool:
-    sys.stderr.write(f"{question} [{'Y/n' if default else 'y/N'}] ")
-    sys.stderr.flush()
-    answer = sys.stdin.readline()
-    if not answer:
-        return False  # EOF: no one agreed
-    text = answer.strip().lower()
-    return default if not text else text in ("y", "yes")
-
-
 def _edit(preview: InstallPreview, args: argparse.Namespace) -> tuple[InstallPreview, Any]:
     """Ask per permission; returns the replanned preview and the override to write on consent."""
+    from sandbox.cli._install_flow import ask
     from sandbox.config.layers import load_override
     from sandbox.distribution.install import replan
     from sandbox.distribution.installed import consented
@@ -64,18 +56,15 @@ def _edit(preview: InstallPreview, args: argparse.Namespace) -> tuple[InstallPre
     for p in sorted(consented(preview.plan), key=permission_sort_key):
         status = preview.plan.status(p)
         title = status.title if status else str(p)
-        if not _ask(f"Allow {title} ({p})?", True):
+        if not ask(f"Allow {title} ({p})?", True):
             override = override.with_revoke(p)
     return replan(preview, override, site_policy=args.site_policy), override
 
 
 def run(args: argparse.Namespace) -> int:
     from sandbox.cli import EXIT_USAGE
-    from sandbox.cli._progress import ProgressBar
-    from sandbox.distribution.install import InstallAction, preview_install
     from sandbox.distribution.installed import default_data_home
     from sandbox.engine.adapter import DockerAdapter
-    from sandbox.policy.review import review_text
 
     if not args.file.is_file():
         print(f"sandbox: error: {args.file}: no such file", file=sys.stderr)
@@ -87,58 +76,64 @@ def run(args: argparse.Namespace) -> int:
 
             code: int = run_gui(args, adapter, data_home)
             return code
-        bar = ProgressBar("verifying")
-        try:
-            preview = preview_install(
-                args.file,
-                adapter,
-                data_home,
-                site_policy=args.site_policy,
-                overrides=args.overrides,
-                progress=bar,
-            )
-        finally:
-            bar.finish()
-        app = preview.bundle.header.manifest.app
-        if preview.action is InstallAction.SAME:
-            print(f"{app.id} {app.version} is already installed; nothing to do")
-            return 0
-        override = None
-        if preview.needs_consent:
-            print(review_text(preview.plan), end="")
-            if preview.previous is not None:
-                print(f"\nUpdate of {app.id} from {preview.previous.version} to {app.version}")
-                added = ", ".join(str(p) for p in preview.new_permissions)
-                print(f"This version asks for more: {added}")
-            if args.edit:
-                preview, override = _edit(preview, args)
-                print(review_text(preview.plan), end="")
-            if not args.yes and not _ask(f"Install {app.name} {app.version}?", False):
-                print("cancelled; nothing was installed")
-                return 1
-        elif preview.previous is not None:
+        return _run_terminal(args, adapter, data_home)
+
+
+def _run_terminal(args: argparse.Namespace, adapter: DockerAdapter, data_home: Path) -> int:
+    from sandbox.cli._install_flow import InstallFlow, run_flow
+    from sandbox.distribution.install import preview_install
+    from sandbox.distribution.update import commit_update
+
+    def verify(bar: Progress) -> InstallPreview:
+        return preview_install(
+            args.file,
+            adapter,
+            data_home,
+            site_policy=args.site_policy,
+            overrides=args.overrides,
+            progress=bar,
+        )
+
+    def commit(preview: InstallPreview, bar: Progress) -> InstallResult:
+        # Through the update path: another version must not switch under a running instance,
+        # and the replaced one stays for `sandbox rollback`, as with `sandbox update`.
+        return commit_update(preview, adapter, data_home, wait_s=args.wait, progress=bar)
+
+    return run_flow(InstallFlow(verify, lambda p: _consent(p, args), commit, _report))
+
+
+def _consent(preview: InstallPreview, args: argparse.Namespace) -> InstallPreview | None:
+    """The review and the question when the bundle needs them; None when the user declines."""
+    from sandbox.cli._install_flow import agreed, asks_for_more
+    from sandbox.policy.review import review_text
+
+    app = preview.bundle.header.manifest.app
+    if not preview.needs_consent:
+        if preview.previous is not None:
             print(
                 f"Updating {app.id} from {preview.previous.version} to {app.version} "
                 "(it asks for nothing new)"
             )
-        if override is not None:
-            from sandbox.config.layers import write_override
+        return preview
+    print(review_text(preview.plan), end="")
+    if preview.previous is not None:
+        print(f"\nUpdate of {app.id} from {preview.previous.version} to {app.version}")
+        print(f"This version asks for more: {asks_for_more(preview)}")
+    override = None
+    if args.edit:
+        preview, override = _edit(preview, args)
+        print(review_text(preview.plan), end="")
+    question = f"Install {app.name} {app.version}?"
+    if not agreed(args.yes, question, "cancelled; nothing was installed"):
+        return None
+    if override is not None:
+        from sandbox.config.layers import write_override
 
-            write_override(override, args.overrides)
-        return _commit(preview, adapter, data_home, args.wait)
+        write_override(override, args.overrides)
+    return preview
 
 
-def _commit(preview: InstallPreview, adapter: DockerAdapter, data_home: Path, wait: float) -> int:
-    from sandbox.cli._progress import ProgressBar
-    from sandbox.distribution.update import commit_update
-
-    # Through the update path: another version must not switch under a running instance,
-    # and the replaced one stays for `sandbox rollback`, as with `sandbox update`.
-    bar = ProgressBar("loading")
-    try:
-        result = commit_update(preview, adapter, data_home, wait_s=wait, progress=bar)
-    finally:
-        bar.finish()
+def _report(_preview: InstallPreview, result: InstallResult) -> None:
     app = result.app
     print(f"installed {app.app_id} {app.version} (image {app.image_id[:19]})")
     print(f"menu entry: {result.files.desktop}")
@@ -148,4 +143,3 @@ def _commit(preview: InstallPreview, adapter: DockerAdapter, data_home: Path, wa
         print(f"kept {app.previous.version} for `sandbox rollback {app.app_id}`")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    return 0

@@ -6,10 +6,12 @@ UI only: the same library steps as the terminal path; Tk is imported only here.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sandbox.distribution.bundle_reader import Progress
     from sandbox.distribution.install import InstallPreview
     from sandbox.engine.adapter import DockerAdapter
 
@@ -39,12 +41,10 @@ def _error_window(tk: Any, message: str) -> int:
 def run_gui(args: argparse.Namespace, adapter: DockerAdapter, data_home: Path) -> int:
     """Verify, show the review, install on the user's word; 0 installed, 1 cancelled, 2 bad."""
     import tkinter as tk
-    from tkinter import ttk
 
-    from sandbox.distribution.install import InstallAction, preview_install
+    from sandbox.distribution.install import preview_install
     from sandbox.distribution.update import commit_update
     from sandbox.errors import SandboxError
-    from sandbox.policy.review import baseline_text, limits_text, review_json
 
     try:
         preview = preview_install(
@@ -52,12 +52,95 @@ def run_gui(args: argparse.Namespace, adapter: DockerAdapter, data_home: Path) -
         )
     except SandboxError as exc:
         return _error_window(tk, f"{args.file.name} cannot be installed:\n\n{exc}")
+
+    def commit(progress: Progress) -> None:
+        # The update path: refuses while the installed version runs, keeps it for rollback.
+        commit_update(preview, adapter, data_home, progress=progress)
+
+    return _ReviewWindow(tk, preview, commit).run()
+
+
+class _ReviewWindow:
+    """The review and its Install/Cancel buttons; `run` returns the exit code."""
+
+    def __init__(
+        self, tk: Any, preview: InstallPreview, commit: Callable[[Progress], None]
+    ) -> None:
+        from tkinter import ttk
+
+        from sandbox.distribution.install import InstallAction
+
+        self._preview = preview
+        self._commit = commit
+        self._same = preview.action is InstallAction.SAME
+        self.code = 1
+        root = self._root = tk.Tk(className="sandbox-installer")
+        root.title(window_title(preview))
+        body = tk.Frame(root, padx=_PAD * 2, pady=_PAD * 2)
+        body.pack(fill="both", expand=True)
+        _add_heading(tk, body, preview)
+        _add_review(tk, body, preview)
+        self._status = tk.Label(body, text="")
+        self._status.pack(anchor="w", pady=(_PAD, 0))
+        self._bar = ttk.Progressbar(body, length=460, mode="determinate", maximum=1000)
+        self._buttons = tk.Frame(body)
+        self._buttons.pack(anchor="e", pady=(_PAD, 0))
+        self._cancel_button = tk.Button(
+            self._buttons, text="Cancel", command=self._cancel, default="active"
+        )
+        self._install_button = tk.Button(
+            self._buttons,
+            text="Install" if not self._same else "OK",
+            underline=0,
+            command=self._install,
+        )
+        self._cancel_button.pack(side="right", padx=(_PAD, 0))
+        self._install_button.pack(side="right")
+        root.bind("<Escape>", self._cancel)
+        root.bind("<Alt-i>", self._install)
+        root.protocol("WM_DELETE_WINDOW", self._cancel)
+
+    def run(self) -> int:
+        self._root.focus_force()
+        self._root.mainloop()
+        return self.code
+
+    def _cancel(self, _event: object = None) -> None:
+        self._root.destroy()
+
+    def _install(self, _event: object = None) -> None:
+        from sandbox.errors import SandboxError
+
+        if self._same:
+            self.code = 0
+            self._root.destroy()
+            return
+        self._install_button.configure(state="disabled")
+        self._cancel_button.configure(state="disabled")
+        self._bar.pack(anchor="w", pady=(_PAD, 0), before=self._buttons)
+        self._status.configure(text="Installing...")
+        try:
+            self._commit(self._progress)
+        except SandboxError as exc:
+            self._status.configure(text=f"Install failed: {exc}", fg="#b00020")
+            self.code = 2
+        else:
+            app = self._preview.bundle.header.manifest.app
+            self._status.configure(text=f"Installed. {app.name} is in your applications menu.")
+            self.code = 0
+        self._cancel_button.configure(text="Close", state="normal", command=self._root.destroy)
+
+    def _progress(self, done: int, total: int) -> None:
+        self._bar["value"] = 1000 * done / total if total else 1000
+        self._root.update()
+
+
+def _add_heading(tk: Any, body: Any, preview: InstallPreview) -> None:
+    """The app's name, id, and whether this is the installed version or an update of it."""
+    from sandbox.cli._install_flow import asks_for_more
+    from sandbox.distribution.install import InstallAction
+
     app = preview.bundle.header.manifest.app
-    root = tk.Tk(className="sandbox-installer")
-    root.title(window_title(preview))
-    outcome = {"code": 1}
-    body = tk.Frame(root, padx=_PAD * 2, pady=_PAD * 2)
-    body.pack(fill="both", expand=True)
     tk.Label(body, text=f"{app.name} {app.version}", font=("TkDefaultFont", 14, "bold")).pack(
         anchor="w"
     )
@@ -67,8 +150,14 @@ def run_gui(args: argparse.Namespace, adapter: DockerAdapter, data_home: Path) -
     if preview.previous is not None and preview.action is InstallAction.UPDATE:
         text = f"Update from {preview.previous.version}."
         if preview.new_permissions:
-            text += " It asks for more: " + ", ".join(str(p) for p in preview.new_permissions)
+            text += " It asks for more: " + asks_for_more(preview)
         tk.Label(body, text=text, wraplength=460, justify="left").pack(anchor="w", pady=_PAD)
+
+
+def _add_review(tk: Any, body: Any, preview: InstallPreview) -> None:
+    """The requested permissions grouped by risk, then the limits and what always holds."""
+    from sandbox.policy.review import baseline_text, limits_text, review_json
+
     review = review_json(preview.plan)
     for group in review["risks"]:
         shown = [p for p in group["permissions"] if p["state"] != "not-requested"]
@@ -88,52 +177,3 @@ def run_gui(args: argparse.Namespace, adapter: DockerAdapter, data_home: Path) -
         tk.Label(body, text=line, wraplength=460, justify="left", fg="#555555").pack(
             anchor="w", pady=(_PAD, 0)
         )
-    status = tk.Label(body, text="")
-    status.pack(anchor="w", pady=(_PAD, 0))
-    bar = ttk.Progressbar(body, length=460, mode="determinate", maximum=1000)
-    buttons = tk.Frame(body)
-    buttons.pack(anchor="e", pady=(_PAD, 0))
-
-    def cancel(_event: object = None) -> None:
-        root.destroy()
-
-    def install(_event: object = None) -> None:
-        if preview.action is InstallAction.SAME:
-            outcome["code"] = 0
-            root.destroy()
-            return
-        install_button.configure(state="disabled")
-        cancel_button.configure(state="disabled")
-        bar.pack(anchor="w", pady=(_PAD, 0), before=buttons)
-        status.configure(text="Installing...")
-
-        def progress(done: int, total: int) -> None:
-            bar["value"] = 1000 * done / total if total else 1000
-            root.update()
-
-        try:
-            # The update path: refuses while the installed version runs, keeps it for rollback.
-            commit_update(preview, adapter, data_home, progress=progress)
-        except SandboxError as exc:
-            status.configure(text=f"Install failed: {exc}", fg="#b00020")
-            outcome["code"] = 2
-        else:
-            status.configure(text=f"Installed. {app.name} is in your applications menu.")
-            outcome["code"] = 0
-        cancel_button.configure(text="Close", state="normal", command=root.destroy)
-
-    cancel_button = tk.Button(buttons, text="Cancel", command=cancel, default="active")
-    install_button = tk.Button(
-        buttons,
-        text="Install" if preview.action is not InstallAction.SAME else "OK",
-        underline=0,
-        command=install,
-    )
-    cancel_button.pack(side="right", padx=(_PAD, 0))
-    install_button.pack(side="right")
-    root.bind("<Escape>", cancel)
-    root.bind("<Alt-i>", install)
-    root.protocol("WM_DELETE_WINDOW", cancel)
-    root.focus_force()
-    root.mainloop()
-    return outcome["code"]

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandbox.distribution.bundle_reader import Progress
+    from sandbox.distribution.install import InstallPreview, InstallResult
 
 
 def register(sub: Any) -> None:
@@ -75,12 +79,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--docker-host", metavar="URL", help="engine to use")
 
 
-def _ask(question: str) -> bool:
-    sys.stderr.write(f"{question} [y/N] ")
-    sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
-
-
 def _mode(args: argparse.Namespace) -> Any:
     from sandbox.distribution.partial import PartialLoad
 
@@ -89,13 +87,11 @@ def _mode(args: argparse.Namespace) -> Any:
 
 def run_update(args: argparse.Namespace) -> int:
     from sandbox.cli import EXIT_USAGE
-    from sandbox.cli._progress import ProgressBar
-    from sandbox.distribution.install import InstallAction
+    from sandbox.cli._install_flow import InstallFlow, run_flow
     from sandbox.distribution.installed import default_data_home
     from sandbox.distribution.update import commit_update, preview_update
     from sandbox.engine.adapter import DockerAdapter
     from sandbox.host import names
-    from sandbox.policy.review import review_text
 
     names.check_app_id(args.app)
     if not args.file.is_file():
@@ -103,9 +99,9 @@ def run_update(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     data_home = default_data_home()
     with DockerAdapter.from_env(args.docker_host) as adapter:
-        bar = ProgressBar("verifying")
-        try:
-            preview = preview_update(
+
+        def verify(bar: Progress) -> InstallPreview:
+            return preview_update(
                 args.file,
                 args.app,
                 adapter,
@@ -114,24 +110,9 @@ def run_update(args: argparse.Namespace) -> int:
                 overrides=args.overrides,
                 progress=bar,
             )
-        finally:
-            bar.finish()
-        header = preview.bundle.header
-        app = header.manifest.app
-        old = preview.previous
-        if preview.action is InstallAction.SAME:
-            print(f"{app.id} {app.version} is already installed; nothing to do")
-            return 0
-        if preview.new_permissions:
-            print(review_text(preview.plan), end="")
-            added = ", ".join(str(p) for p in preview.new_permissions)
-            print(f"\nThis version asks for more: {added}")
-            if not args.yes and not _ask(f"Update {app.name} to {app.version}?"):
-                print("cancelled; nothing was changed")
-                return 1
-        bar = ProgressBar("loading")
-        try:
-            result = commit_update(
+
+        def commit(preview: InstallPreview, bar: Progress) -> InstallResult:
+            return commit_update(
                 preview,
                 adapter,
                 data_home,
@@ -139,8 +120,29 @@ def run_update(args: argparse.Namespace) -> int:
                 progress=bar,
                 partial_load=_mode(args),
             )
-        finally:
-            bar.finish()
+
+        return run_flow(InstallFlow(verify, lambda p: _consent(p, args.yes), commit, _report))
+
+
+def _consent(preview: InstallPreview, yes: bool) -> InstallPreview | None:
+    """Ask again only when this version wants more than the installed one."""
+    from sandbox.cli._install_flow import agreed, asks_for_more
+    from sandbox.policy.review import review_text
+
+    if not preview.new_permissions:
+        return preview
+    app = preview.bundle.header.manifest.app
+    print(review_text(preview.plan), end="")
+    print(f"\nThis version asks for more: {asks_for_more(preview)}")
+    if not agreed(yes, f"Update {app.name} to {app.version}?", "cancelled; nothing was changed"):
+        return None
+    return preview
+
+
+def _report(preview: InstallPreview, result: InstallResult) -> None:
+    header = preview.bundle.header
+    app = header.manifest.app
+    old = preview.previous
     print(
         f"updated {app.id} {old.version if old else '?'} -> {app.version} "
         f"({header.kind.value} file, image {result.app.image_id[:19]})"
@@ -151,7 +153,6 @@ def run_update(args: argparse.Namespace) -> int:
         print(f"removed the older image {result.removed_image[:19]}")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    return 0
 
 
 def run_rollback(args: argparse.Namespace) -> int:

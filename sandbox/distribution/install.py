@@ -185,21 +185,7 @@ def commit_install(
     image this call loaded is removed again and nothing is written."""
     bundle = preview.bundle
     header = bundle.header
-    loaded_here = False
-    notes: list[str] = []
-    if preview.action is not InstallAction.SAME:
-        loaded_here = adapter.image_details(header.image_id) is None
-        outcome = load_verified(adapter, preview, progress=progress, mode=partial_load)
-        loaded = adapter.image_details(header.image_id)
-        if loaded is None:
-            raise LaunchError(f"the engine did not keep image {header.image_id} after loading")
-        if outcome is not None and outcome.method is LoadMethod.RECONSTRUCTED:
-            why = (
-                f"the engine refused the partial archive: {outcome.engine_refusal}"
-                if outcome.engine_refusal
-                else "asked for"
-            )
-            notes.append(f"rebuilt the full image on the client from {preview.base_source} ({why})")
+    loaded_here, notes = _load_for_commit(adapter, preview, progress, partial_load)
     if before_save is not None:
         try:
             before_save()
@@ -210,6 +196,50 @@ def commit_install(
     files = desktop.install_entry(header.manifest, bundle.icon, data_home)
     if bundle.icon is None and header.manifest.app.icon:
         notes.append(f"no icon: {header.manifest.app.icon} is not a PNG or SVG file in the image")
+    app = _installed_record(preview, files, now, keep_previous)
+    save_installed(app, data_home)
+    notes += desktop.register_bundle_type(data_home)
+    removed = _drop_replaced(
+        adapter, app, preview.previous, data_home, keep_previous=keep_previous, notes=notes
+    )
+    return InstallResult(app, files, removed, tuple(notes))
+
+
+def _load_for_commit(
+    adapter: DockerAdapter,
+    preview: InstallPreview,
+    progress: Progress | None,
+    partial_load: PartialLoad,
+) -> tuple[bool, list[str]]:
+    """Load the image unless this very one is installed: (whether this call loaded it, notes)."""
+    if preview.action is InstallAction.SAME:
+        return False, []
+    header = preview.bundle.header
+    loaded_here = adapter.image_details(header.image_id) is None
+    outcome = load_verified(adapter, preview, progress=progress, mode=partial_load)
+    loaded = adapter.image_details(header.image_id)
+    if loaded is None:
+        raise LaunchError(f"the engine did not keep image {header.image_id} after loading")
+    notes: list[str] = []
+    if outcome is not None and outcome.method is LoadMethod.RECONSTRUCTED:
+        why = (
+            f"the engine refused the partial archive: {outcome.engine_refusal}"
+            if outcome.engine_refusal
+            else "asked for"
+        )
+        notes.append(f"rebuilt the full image on the client from {preview.base_source} ({why})")
+    return loaded_here, notes
+
+
+def _installed_record(
+    preview: InstallPreview,
+    files: desktop.DesktopFiles,
+    now: datetime.datetime | None,
+    keep_previous: bool,
+) -> InstalledApp:
+    """The record of the committed version; with `keep_previous`, the replaced one inside it."""
+    bundle = preview.bundle
+    header = bundle.header
     when = (now or datetime.datetime.now(datetime.UTC)).isoformat(timespec="seconds")
     granted = consented(preview.plan)
     if preview.action is InstallAction.SAME and preview.previous is not None:
@@ -228,20 +258,32 @@ def commit_install(
         base=recorded_base(header, preview.previous),
     )
     previous = preview.previous
-    replaced = previous is not None and previous.image_id != header.image_id
-    if keep_previous and replaced and previous is not None:
+    if keep_previous and previous is not None and previous.image_id != header.image_id:
         app = dataclasses.replace(app, previous=dataclasses.replace(previous, previous=None))
-    save_installed(app, data_home)
-    notes += desktop.register_bundle_type(data_home)
-    removed = None
-    # The version dropped now: the replaced one, or (keeping that) the one it had kept.
-    drop = previous if not keep_previous else (previous.previous if previous else None)
-    if replaced and drop is not None and drop.image_id not in (app.image_id, _kept_id(app)):
-        try:
-            removed = drop_unused_image(adapter, drop, data_home)
-        except LaunchError as exc:
-            notes.append(f"kept the older image {drop.image_id[:19]}: {exc}")
-    return InstallResult(app, files, removed, tuple(notes))
+    return app
+
+
+def _drop_replaced(
+    adapter: DockerAdapter,
+    app: InstalledApp,
+    previous: InstalledApp | None,
+    data_home: Path,
+    *,
+    keep_previous: bool,
+    notes: list[str],
+) -> str | None:
+    """Remove the image of the version dropped now, when unused: the replaced one, or (keeping
+    that) the one it had kept; a refusal becomes a note."""
+    if previous is None or previous.image_id == app.image_id:
+        return None  # nothing was replaced
+    drop = previous.previous if keep_previous else previous
+    if drop is None or drop.image_id in (app.image_id, _kept_id(app)):
+        return None
+    try:
+        return drop_unused_image(adapter, drop, data_home)
+    except LaunchError as exc:
+        notes.append(f"kept the older image {drop.image_id[:19]}: {exc}")
+        return None
 
 
 def _unload(adapter: DockerAdapter, header: BundleHeader) -> None:

@@ -1,36 +1,19 @@
-"""Pure allow/deny/rewrite rules of the per-app PulseAudio proxy; bytes in, bytes out, no I/O."""
+"""One connection of the per-app PulseAudio proxy: state and handlers; bytes in and out, no I/O."""
 
-# What a sandboxed client may do through the proxy (docs/audio.md says the same for users):
-#
-# * Every client packet is parsed completely; only packets this module allows are forwarded,
-#   re-serialised from the parsed values under a fresh upstream tag. Everything else gets
-#   `ERROR(tag, PA_ERR_ACCESS)` or, for a malformed frame, the connection is closed (the caller
-#   catches ProviderError). Unknown commands are refused: the table below is an allow-list.
-# * playback: streams, drain/cork/flush/latency on its own channels; volume, mute and kill of its
-#   OWN sink inputs; sample upload and play. Server, sink and card info are readable (they
-#   describe devices, not other apps). Client, sink-input and source-output lists are answered
-#   with the client's own objects only; module and sample lists are answered empty.
-# * record (only with the grant): record streams from a real source. The proxy asks the server
-#   itself which source a request names (GET_SOURCE_INFO, by index, name or default) and refuses
-#   monitors (`monitor_of_sink` set or a `.monitor` name) and `direct_on_input` captures, then
-#   pins the stream to that source index with `no_move` so it cannot be moved onto a monitor.
-# * Always refused: module load/unload, default sink/source, device volume/mute/suspend/ports,
-#   card profiles, extensions, killing or moving anything not its own, moving streams at all,
-#   srbchannel/memfd/shm, object messages, server-to-client command numbers, EXIT.
-# * Identity: every client, stream and sample proplist is reduced to an allow-list of keys and
-#   gets application.name/id/icon_name from the manifest and application.process.id = the host
-#   pid from SO_PEERCRED. The client cannot remove those keys.
-# * AUTH: the version is pinned to what the codec knows, the SHM and memfd bits are cleared both
-#   ways, and the client's cookie is replaced (the host cookie never reaches the container).
+# One PulseFilter per client connection. It parses every frame of both directions (protocol),
+# applies the rules (rules.py, where the list of what a client may do lives) and tracks what the
+# connection owns: its phase, its streams, its requests in flight and its share of the app's
+# stream budget. Only packets a handler allows are forwarded, re-serialised from the parsed
+# values under a fresh upstream tag; a refusal is `ERROR(tag, code)`; a malformed frame raises
+# ProviderError and the caller closes the connection.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
 
 from sandbox.errors import ProviderError
+from sandbox.providers.pulse.budget import Budget, StreamBudget
 from sandbox.providers.pulse.protocol import (
     AUTH_FLAG_MEMFD,
     AUTH_FLAG_SHM,
@@ -43,103 +26,47 @@ from sandbox.providers.pulse.protocol import (
     PROTOCOL_VERSION_MASK,
     PROTOCOL_VERSION_MIN,
     SERVER_MAX_FRAME,
-    U32,
-    Arbitrary,
-    Bool,
     Command,
     ErrorCode,
-    FormatInfo,
     Frame,
     FrameDecoder,
     Packet,
     Pending,
     Phase,
-    Proplist,
     SessionState,
-    Str,
     Stream,
     StreamKind,
-    Value,
     error_packet,
     parse_packet,
-    prop_str,
     reply_packet,
 )
+from sandbox.providers.pulse.rules import (
+    EMPTY_LISTS,
+    IDENTITY_KEYS,
+    KILL_COMMANDS,
+    LIST_SCHEMA_MIN_VERSION,
+    LIST_SCHEMAS,
+    PLAYBACK_CHANNEL_COMMANDS,
+    READ_ONLY_COMMANDS,
+    RECORD_CHANNEL_COMMANDS,
+    SERVER_EVENTS,
+    SHM_COMMANDS,
+    STREAM_CREATES,
+    STREAM_KIND,
+    AudioGrant,
+    check_shape,
+    is_monitor_name,
+    rewrite_proplists,
+    str_arg,
+    u32_arg,
+)
+from sandbox.providers.pulse.tagstruct import U32, Arbitrary, Bool, FormatInfo, Proplist, Str, Value
+
+# AudioGrant is this module's input and has long been imported from here (the launcher's
+# provider); rules.py defines it.
+__all__ = ["MAX_PENDING", "AudioGrant", "Output", "PulseFilter", "refused_commands"]
 
 MAX_PENDING = 4096
-LIST_SCHEMA_MIN_VERSION = 22
-DEFAULT_STREAM_LIMIT = 32
-
-# Keys a client may set on itself and its streams. Everything else is dropped: pipewire.*,
-# pulse.*, node.*, target.*, stream.*, object.*, client.*, device.*, media.class (routing and
-# access on PipeWire), filter.* (makes PulseAudio load filter modules), module-stream-restore.id
-# (shares another app's restore entry), application.process.* (the container's view of itself).
-# media.* is named key by key, not by prefix: PipeWire reads media.class, media.category
-# ("Manager" names a session-manager client) and media.type for routing and access, and a key
-# added later must not slip in. media.icon (raw pixels) is dropped too.
-ALLOWED_PREFIXES = ("event.", "window.")
-MEDIA_KEYS = frozenset(
-    {
-        "media.name",
-        "media.title",
-        "media.artist",
-        "media.copyright",
-        "media.software",
-        "media.language",
-        "media.filename",
-        "media.icon_name",
-        "media.role",  # only with a value in ALLOWED_ROLES
-    }
-)
-ALLOWED_KEYS = frozenset({"application.version", "application.language"}) | MEDIA_KEYS
-DENIED_KEYS = frozenset({"media.class"})
-# media.role "phone" makes module-role-cork pause every other app's stream.
-ALLOWED_ROLES = frozenset(
-    {"video", "music", "game", "event", "animation", "production", "a11y", "test"}
-)
-IDENTITY_KEYS = frozenset(
-    {"application.name", "application.id", "application.icon_name", "application.process.id"}
-)
-MONITOR_NAMES = frozenset({"@DEFAULT_MONITOR@"})
-
-
-@dataclass(frozen=True, slots=True)
-class AudioGrant:
-    """What one app's connections may do; host_pid is filled per connection from SO_PEERCRED."""
-
-    app_id: str
-    app_name: str
-    record: bool = False
-    icon: str | None = None
-    host_pid: int | None = None
-
-
-class Budget(Protocol):
-    """A count of units (streams) one app holds; the proxy may share it between processes."""
-
-    @property
-    def used(self) -> int: ...
-
-    def acquire(self) -> bool: ...
-
-    def release(self) -> None: ...
-
-
-class StreamBudget:
-    """An in-memory Budget: streams over the connections of one proxy (one process)."""
-
-    def __init__(self, limit: int = DEFAULT_STREAM_LIMIT) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def acquire(self) -> bool:
-        if self.used >= self.limit:
-            return False
-        self.used += 1
-        return True
-
-    def release(self) -> None:
-        self.used = max(0, self.used - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,52 +75,6 @@ class Output:
 
     to_server: bytes = b""
     to_client: bytes = b""
-
-
-class _Purpose(enum.Enum):
-    FORWARD = "forward"
-    CHECK_RECORD_SOURCE = "check-record-source"
-
-
-def sanitize_proplist(props: Proplist, grant: AudioGrant) -> Proplist:
-    """The allow-listed keys of `props`, then the identity keys from the grant."""
-    kept: list[tuple[str, bytes]] = []
-    for key, value in props.items:
-        if key in DENIED_KEYS or key in IDENTITY_KEYS:
-            continue
-        if key == "media.role" and props.get_str(key) not in ALLOWED_ROLES:
-            continue
-        if key in ALLOWED_KEYS or key.startswith(ALLOWED_PREFIXES):
-            kept.append((key, value))
-    kept.append(("application.name", prop_str(grant.app_name)))
-    kept.append(("application.id", prop_str(grant.app_id)))
-    kept.append(("application.icon_name", prop_str(grant.icon or grant.app_id)))
-    if grant.host_pid is not None:
-        kept.append(("application.process.id", prop_str(str(grant.host_pid))))
-    return Proplist(tuple(kept))
-
-
-def _rewrite_first_proplist(args: tuple[Value, ...], grant: AudioGrant) -> tuple[Value, ...]:
-    """Every top-level proplist sanitised (a request carries one; a second must not slip by)."""
-    if not any(isinstance(v, Proplist) for v in args):
-        raise ProviderError("pulse: request has no proplist")
-    return tuple(sanitize_proplist(v, grant) if isinstance(v, Proplist) else v for v in args)
-
-
-def _u32(args: tuple[Value, ...], i: int) -> int:
-    if i >= len(args) or not isinstance(args[i], U32):
-        raise ProviderError(f"pulse: argument {i} is not a u32")
-    v = args[i]
-    assert isinstance(v, U32)
-    return v.value
-
-
-def _str(args: tuple[Value, ...], i: int) -> str | None:
-    if i >= len(args) or not isinstance(args[i], Str):
-        raise ProviderError(f"pulse: argument {i} is not a string")
-    v = args[i]
-    assert isinstance(v, Str)
-    return v.value
 
 
 class _RefusedError(Exception):
@@ -206,72 +87,9 @@ class _RefusedError(Exception):
 _Handler = Callable[["PulseFilter", Packet], tuple[Value, ...] | None]
 # A handler returns the (rewritten) arguments to forward, returns None after answering
 # locally, or raises _RefusedError.
-
-# Commands on one of the client's own stream channels (first argument).
-_PLAYBACK_CHANNEL_COMMANDS = frozenset(
-    {
-        Command.DRAIN_PLAYBACK_STREAM,
-        Command.GET_PLAYBACK_LATENCY,
-        Command.CORK_PLAYBACK_STREAM,
-        Command.FLUSH_PLAYBACK_STREAM,
-        Command.TRIGGER_PLAYBACK_STREAM,
-        Command.SET_PLAYBACK_STREAM_NAME,
-        Command.PREBUF_PLAYBACK_STREAM,
-        Command.SET_PLAYBACK_STREAM_BUFFER_ATTR,
-        Command.UPDATE_PLAYBACK_STREAM_SAMPLE_RATE,
-    }
-)
-_RECORD_CHANNEL_COMMANDS = frozenset(
-    {
-        Command.SET_RECORD_STREAM_NAME,
-        Command.GET_RECORD_LATENCY,
-        Command.CORK_RECORD_STREAM,
-        Command.FLUSH_RECORD_STREAM,
-        Command.SET_RECORD_STREAM_BUFFER_ATTR,
-        Command.UPDATE_RECORD_STREAM_SAMPLE_RATE,
-    }
-)
-_READ_ONLY_COMMANDS = frozenset(
-    {
-        Command.LOOKUP_SINK,
-        Command.STAT,
-        Command.GET_SERVER_INFO,
-        Command.GET_SINK_INFO,
-        Command.GET_SINK_INFO_LIST,
-        Command.SUBSCRIBE,
-        Command.GET_CARD_INFO,
-        Command.GET_CARD_INFO_LIST,
-    }
-)
-_EMPTY_LISTS = frozenset({Command.GET_MODULE_INFO_LIST, Command.GET_SAMPLE_INFO_LIST})
-# (values per entry, position of the owning client index) at LIST_SCHEMA_MIN_VERSION and later.
-_LIST_SCHEMAS = {
-    Command.GET_CLIENT_INFO_LIST: (5, 0),
-    Command.GET_SINK_INPUT_INFO_LIST: (18, 3),
-    Command.GET_SOURCE_OUTPUT_INFO_LIST: (18, 3),
-}
-# Server-initiated commands passed to the client; any other is dropped, SHM ones close.
-_SERVER_EVENTS = frozenset(
-    {
-        Command.REQUEST,
-        Command.OVERFLOW,
-        Command.UNDERFLOW,
-        Command.SUBSCRIBE_EVENT,
-        Command.PLAYBACK_STREAM_SUSPENDED,
-        Command.RECORD_STREAM_SUSPENDED,
-        Command.PLAYBACK_STREAM_MOVED,
-        Command.RECORD_STREAM_MOVED,
-        Command.STARTED,
-        Command.CLIENT_EVENT,
-        Command.PLAYBACK_STREAM_EVENT,
-        Command.RECORD_STREAM_EVENT,
-        Command.PLAYBACK_BUFFER_ATTR_CHANGED,
-        Command.RECORD_BUFFER_ATTR_CHANGED,
-    }
-)
-_SHM_COMMANDS = frozenset(
-    {Command.ENABLE_SRBCHANNEL, Command.DISABLE_SRBCHANNEL, Command.REGISTER_MEMFD_SHMID}
-)
+_ReplyHandler = Callable[["PulseFilter", Command, tuple[Value, ...]], tuple[Value, ...]]
+# A reply handler learns from the server's reply to a forwarded request and returns the
+# arguments the client gets.
 
 
 class PulseFilter:
@@ -363,7 +181,7 @@ class PulseFilter:
     # Handlers: each returns the args to forward, or None after _answer_locally, or raises.
 
     def _auth(self, pkt: Packet) -> tuple[Value, ...]:
-        word = _u32(pkt.args, 0)
+        word = u32_arg(pkt.args, 0)
         cookie = pkt.args[1] if len(pkt.args) > 1 else None
         if not isinstance(cookie, Arbitrary) or len(cookie.data) != COOKIE_LENGTH:
             raise ProviderError("pulse: AUTH without a 256-byte cookie")
@@ -376,17 +194,17 @@ class PulseFilter:
         return (U32(self.state.client_version), Arbitrary(self._cookie), *pkt.args[2:])
 
     def _set_client_name(self, pkt: Packet) -> tuple[Value, ...]:
-        _check_shape(pkt)
+        check_shape(pkt)
         self.state.phase = Phase.NAMING_SENT
-        return _rewrite_first_proplist(pkt.args, self.grant)
+        return rewrite_proplists(pkt.args, self.grant)
 
     def _forward(self, pkt: Packet) -> tuple[Value, ...]:
-        _check_shape(pkt)
+        check_shape(pkt)
         return pkt.args
 
     def _with_proplist(self, pkt: Packet) -> tuple[Value, ...]:
-        _check_shape(pkt)
-        return _rewrite_first_proplist(pkt.args, self.grant)
+        check_shape(pkt)
+        return rewrite_proplists(pkt.args, self.grant)
 
     def _reserve_stream(self) -> None:
         if not self.budget.acquire():
@@ -399,7 +217,7 @@ class PulseFilter:
             self.budget.release()
 
     def _create_playback(self, pkt: Packet) -> tuple[Value, ...]:
-        args = _rewrite_first_proplist(pkt.args, self.grant)
+        args = rewrite_proplists(pkt.args, self.grant)
         self._reserve_stream()
         return args
 
@@ -409,13 +227,13 @@ class PulseFilter:
     def _create_record(self, pkt: Packet) -> tuple[Value, ...] | None:
         if not self.grant.record:
             raise _RefusedError()
-        args = _rewrite_first_proplist(pkt.args, self.grant)
-        source_index = _u32(args, 2)
-        source_name = _str(args, 3)
+        args = rewrite_proplists(pkt.args, self.grant)
+        source_index = u32_arg(args, 2)
+        source_name = str_arg(args, 3)
         plist_at = next(i for i, v in enumerate(args) if isinstance(v, Proplist))
-        if _u32(args, plist_at + 1) != INVALID_INDEX:
+        if u32_arg(args, plist_at + 1) != INVALID_INDEX:
             raise _RefusedError()  # direct_on_input: capture of one other stream
-        if source_name is not None and _is_monitor_name(source_name):
+        if source_name is not None and is_monitor_name(source_name):
             raise _RefusedError()
         if len(args) < 14 or not all(isinstance(v, Bool) for v in args[7:14]):
             raise ProviderError("pulse: CREATE_RECORD_STREAM without the v12 flags")
@@ -432,20 +250,15 @@ class PulseFilter:
         return None
 
     def _own_playback_channel(self, pkt: Packet) -> tuple[Value, ...]:
-        if not self.state.own_channel(StreamKind.PLAYBACK, _u32(pkt.args, 0)):
+        if not self.state.own_channel(StreamKind.PLAYBACK, u32_arg(pkt.args, 0)):
             raise _RefusedError(ErrorCode.NOENTITY)
         return pkt.args
 
     def _own_record_channel(self, pkt: Packet) -> tuple[Value, ...]:
         if not self.grant.record or not self.state.own_channel(
-            StreamKind.RECORD, _u32(pkt.args, 0)
+            StreamKind.RECORD, u32_arg(pkt.args, 0)
         ):
             raise _RefusedError()
-        return pkt.args
-
-    def _own_upload_channel(self, pkt: Packet) -> tuple[Value, ...]:
-        if not self.state.own_channel(StreamKind.UPLOAD, _u32(pkt.args, 0)):
-            raise _RefusedError(ErrorCode.NOENTITY)
         return pkt.args
 
     def _drop_stream(self, channel: int) -> None:
@@ -453,38 +266,23 @@ class PulseFilter:
             self.budget.release()
 
     def _delete_stream(self, pkt: Packet) -> tuple[Value, ...]:
-        kind = {
-            Command.DELETE_PLAYBACK_STREAM: StreamKind.PLAYBACK,
-            Command.DELETE_RECORD_STREAM: StreamKind.RECORD,
-            Command.DELETE_UPLOAD_STREAM: StreamKind.UPLOAD,
-            Command.FINISH_UPLOAD_STREAM: StreamKind.UPLOAD,
-        }[Command(pkt.command)]
-        channel = _u32(pkt.args, 0)
-        if not self.state.own_channel(kind, channel):
+        channel = u32_arg(pkt.args, 0)
+        if not self.state.own_channel(STREAM_KIND[pkt.command], channel):
             raise _RefusedError(ErrorCode.NOENTITY)
         self._drop_stream(channel)
         return pkt.args
 
     def _update_stream_proplist(self, pkt: Packet) -> tuple[Value, ...]:
-        kind = (
-            StreamKind.PLAYBACK
-            if pkt.command == Command.UPDATE_PLAYBACK_STREAM_PROPLIST
-            else StreamKind.RECORD
-        )
-        if not self.state.own_channel(kind, _u32(pkt.args, 0)):
+        if not self.state.own_channel(STREAM_KIND[pkt.command], u32_arg(pkt.args, 0)):
             raise _RefusedError()
-        _u32(pkt.args, 1)  # mode
-        return _rewrite_first_proplist(pkt.args, self.grant)
+        u32_arg(pkt.args, 1)  # mode
+        return rewrite_proplists(pkt.args, self.grant)
 
     def _remove_proplist_keys(self, pkt: Packet) -> tuple[Value, ...] | None:
         start = 0
-        if pkt.command != Command.REMOVE_CLIENT_PROPLIST:
-            kind = (
-                StreamKind.PLAYBACK
-                if pkt.command == Command.REMOVE_PLAYBACK_STREAM_PROPLIST
-                else StreamKind.RECORD
-            )
-            if not self.state.own_channel(kind, _u32(pkt.args, 0)):
+        kind = STREAM_KIND.get(pkt.command)  # None: the client's own proplist
+        if kind is not None:
+            if not self.state.own_channel(kind, u32_arg(pkt.args, 0)):
                 raise _RefusedError()
             start = 1
         keys = pkt.args[start:]
@@ -496,26 +294,22 @@ class PulseFilter:
             return None
         return (*pkt.args[:start], *kept, Str(None))
 
-    def _own_sink_input(self, pkt: Packet) -> tuple[Value, ...]:
-        if not self.state.own_index(StreamKind.PLAYBACK, _u32(pkt.args, 0)):
+    def _own_stream_index(self, pkt: Packet) -> tuple[Value, ...]:
+        """A sink input (playback) or source output (record) of the client's own, by index."""
+        kind = STREAM_KIND[pkt.command]
+        if kind is StreamKind.RECORD and not self.grant.record:
+            raise _RefusedError()  # before the arguments: refused, not malformed, without record
+        index = u32_arg(pkt.args, 0)
+        if not self.state.own_index(kind, index):
             raise _RefusedError()
-        if pkt.command == Command.KILL_SINK_INPUT:
+        if pkt.command in KILL_COMMANDS:
             for s in list(self.state.streams.values()):
-                if s.kind is StreamKind.PLAYBACK and s.index == _u32(pkt.args, 0):
-                    self._drop_stream(s.channel)
-        return pkt.args
-
-    def _own_source_output(self, pkt: Packet) -> tuple[Value, ...]:
-        if not self.grant.record or not self.state.own_index(StreamKind.RECORD, _u32(pkt.args, 0)):
-            raise _RefusedError()
-        if pkt.command == Command.KILL_SOURCE_OUTPUT:
-            for s in list(self.state.streams.values()):
-                if s.kind is StreamKind.RECORD and s.index == _u32(pkt.args, 0):
+                if s.kind is kind and s.index == index:
                     self._drop_stream(s.channel)
         return pkt.args
 
     def _own_client_info(self, pkt: Packet) -> tuple[Value, ...]:
-        if _u32(pkt.args, 0) != self.state.client_index:
+        if u32_arg(pkt.args, 0) != self.state.client_index:
             raise _RefusedError()
         return pkt.args
 
@@ -532,11 +326,11 @@ class PulseFilter:
         return pkt.args
 
     def _empty_list(self, pkt: Packet) -> None:
-        _check_shape(pkt)
+        check_shape(pkt)
         self._answer_locally(pkt.tag)
 
     def _own_list(self, pkt: Packet) -> tuple[Value, ...]:
-        _check_shape(pkt)
+        check_shape(pkt)
         if self.state.version < LIST_SCHEMA_MIN_VERSION:
             raise _RefusedError()
         return pkt.args
@@ -550,86 +344,76 @@ class PulseFilter:
             pending = self.state.take_pending(pkt.tag)
             self._server_answer(pending, pkt, to_server, to_client)
             return
-        if pkt.command in _SHM_COMMANDS:
+        if pkt.command in SHM_COMMANDS:
             raise ProviderError(f"pulse: server sent {Command(pkt.command).name} with SHM off")
         if pkt.tag != NO_TAG:
             raise ProviderError(f"pulse: server command {pkt.command} with tag {pkt.tag}")
         if pkt.command in (Command.PLAYBACK_STREAM_KILLED, Command.RECORD_STREAM_KILLED):
-            self._drop_stream(_u32(pkt.args, 0))
+            self._drop_stream(u32_arg(pkt.args, 0))
             to_client.append(frame.encode())
-        elif pkt.command in _SERVER_EVENTS:
+        elif pkt.command in SERVER_EVENTS:
             to_client.append(frame.encode())
 
     def _server_answer(
         self, pending: Pending, pkt: Packet, to_server: list[bytes], to_client: list[bytes]
     ) -> None:
         command = pending.command
-        client_tag = pending.client_tag
         if command == Command.GET_SOURCE_INFO and pending.context:
             self._finish_record_check(pending, pkt, to_server, to_client)
             return
+        client_tag = pending.client_tag or 0
         if pkt.command == Command.ERROR:
-            if command in (
-                Command.CREATE_PLAYBACK_STREAM,
-                Command.CREATE_RECORD_STREAM,
-                Command.CREATE_UPLOAD_STREAM,
-            ):
+            if command in STREAM_CREATES:
                 self._unreserve_stream()
-            to_client.append(Packet(Command.ERROR, client_tag or 0, pkt.args).encode())
+            to_client.append(Packet(Command.ERROR, client_tag, pkt.args).encode())
             return
-        args = pkt.args
-        if command == Command.AUTH:
-            server_version = _u32(args, 0) & PROTOCOL_VERSION_MASK
-            self.state.version = min(self.state.client_version, server_version)
-            self.state.phase = Phase.NAMING
-            flags = _u32(args, 0) & ~(AUTH_FLAG_SHM | AUTH_FLAG_MEMFD)
-            args = (U32(flags), *args[1:])
-        elif command == Command.SET_CLIENT_NAME:
-            if args:
-                self.state.client_index = _u32(args, 0)
-            self.state.phase = Phase.READY
-        elif command in (
-            Command.CREATE_PLAYBACK_STREAM,
-            Command.CREATE_RECORD_STREAM,
-            Command.CREATE_UPLOAD_STREAM,
-        ):
-            channel = _u32(args, 0)
-            if command == Command.CREATE_UPLOAD_STREAM:
-                kind, index = StreamKind.UPLOAD, INVALID_INDEX
-            else:
-                kind = (
-                    StreamKind.PLAYBACK
-                    if command == Command.CREATE_PLAYBACK_STREAM
-                    else StreamKind.RECORD
-                )
-                index = _u32(args, 1)
-            if channel in self.state.streams:
-                raise ProviderError(f"pulse: server reused channel {channel}")
-            if self._reserved:
-                self._reserved -= 1  # the reservation becomes the stream's
-            else:
-                self.budget.acquire()
-            self.state.streams[channel] = Stream(kind, channel, index)
-        elif command in _LIST_SCHEMAS:
-            args = self._own_entries(Command(command), args)
-        to_client.append(Packet(Command.REPLY, client_tag or 0, args).encode())
+        reply = _REPLY_HANDLERS.get(command)
+        args = pkt.args if reply is None else reply(self, Command(command), pkt.args)
+        to_client.append(Packet(Command.REPLY, client_tag, args).encode())
+
+    # Reply handlers: what the connection learns from the server's answer to a request.
+
+    def _auth_reply(self, _command: Command, args: tuple[Value, ...]) -> tuple[Value, ...]:
+        server_version = u32_arg(args, 0) & PROTOCOL_VERSION_MASK
+        self.state.version = min(self.state.client_version, server_version)
+        self.state.phase = Phase.NAMING
+        flags = u32_arg(args, 0) & ~(AUTH_FLAG_SHM | AUTH_FLAG_MEMFD)
+        return (U32(flags), *args[1:])
+
+    def _named(self, _command: Command, args: tuple[Value, ...]) -> tuple[Value, ...]:
+        if args:
+            self.state.client_index = u32_arg(args, 0)
+        self.state.phase = Phase.READY
+        return args
+
+    def _stream_created(self, command: Command, args: tuple[Value, ...]) -> tuple[Value, ...]:
+        kind = STREAM_KIND[command]
+        channel = u32_arg(args, 0)
+        index = INVALID_INDEX if kind is StreamKind.UPLOAD else u32_arg(args, 1)
+        if channel in self.state.streams:
+            raise ProviderError(f"pulse: server reused channel {channel}")
+        if self._reserved:
+            self._reserved -= 1  # the reservation becomes the stream's
+        else:
+            self.budget.acquire()
+        self.state.streams[channel] = Stream(kind, channel, index)
+        return args
 
     def _own_entries(self, command: Command, args: tuple[Value, ...]) -> tuple[Value, ...]:
-        width, client_at = _LIST_SCHEMAS[command]
+        width, client_at = LIST_SCHEMAS[command]
         if len(args) % width:
             raise ProviderError(f"pulse: {command.name} reply does not match its schema")
-        kind = StreamKind.RECORD
-        if command == Command.GET_SINK_INPUT_INFO_LIST:
-            kind = StreamKind.PLAYBACK
+        streams = command != Command.GET_CLIENT_INFO_LIST
+        kind = STREAM_KIND.get(command, StreamKind.RECORD)
         kept: list[Value] = []
         for start in range(0, len(args), width):
             entry = args[start : start + width]
-            index = _u32(entry, 0)
-            owner = _u32(entry, client_at)
-            if command != Command.GET_CLIENT_INFO_LIST and not isinstance(entry[-1], FormatInfo):
+            index = u32_arg(entry, 0)
+            owner = u32_arg(entry, client_at)
+            if streams and not isinstance(entry[-1], FormatInfo):
                 raise ProviderError(f"pulse: {command.name} reply does not match its schema")
             mine = owner == self.state.client_index
-            if command != Command.GET_CLIENT_INFO_LIST:
+            if streams:
                 mine = mine or self.state.own_index(kind, index)
             if mine:
                 kept.extend(entry)
@@ -645,46 +429,16 @@ class PulseFilter:
             return
         # Source info starts: index, name, description, spec, map, owner module, volume, mute,
         # monitor_of_sink; stable since the first protocol versions.
-        index = _u32(pkt.args, 0)
-        name = _str(pkt.args, 1) or ""
-        monitor_of = _u32(pkt.args, 8)
-        if monitor_of != INVALID_INDEX or _is_monitor_name(name):
+        index = u32_arg(pkt.args, 0)
+        name = str_arg(pkt.args, 1) or ""
+        monitor_of = u32_arg(pkt.args, 8)
+        if monitor_of != INVALID_INDEX or is_monitor_name(name):
             self._unreserve_stream()
             to_client.append(error_packet(client_tag, ErrorCode.ACCESS))
             return
         args = (*pending.context[:2], U32(index), Str(None), *pending.context[4:])
         upstream = self.state.new_tag(Pending(Command.CREATE_RECORD_STREAM, client_tag))
         to_server.append(Packet(Command.CREATE_RECORD_STREAM, upstream, args).encode())
-
-
-# Exact argument types of the commands forwarded without rewriting; anything else is a
-# violation rather than something the server would have to reject.
-_SHAPES: dict[int, tuple[type, ...]] = {
-    Command.LOOKUP_SINK: (Str,),
-    Command.STAT: (),
-    Command.GET_SERVER_INFO: (),
-    Command.GET_SINK_INFO: (U32, Str),
-    Command.GET_CARD_INFO: (U32, Str),
-    Command.SUBSCRIBE: (U32,),
-    **{c: () for c in (*_EMPTY_LISTS, *_LIST_SCHEMAS)},
-    Command.GET_SINK_INFO_LIST: (),
-    Command.GET_CARD_INFO_LIST: (),
-    Command.SET_CLIENT_NAME: (Proplist,),
-    Command.UPDATE_CLIENT_PROPLIST: (U32, Proplist),
-    Command.PLAY_SAMPLE: (U32, Str, U32, Str, Proplist),
-}
-
-
-def _check_shape(pkt: Packet) -> None:
-    shape = _SHAPES[pkt.command]
-    if len(pkt.args) != len(shape) or not all(
-        isinstance(v, t) for v, t in zip(pkt.args, shape, strict=True)
-    ):
-        raise ProviderError(f"pulse: arguments of command {pkt.command} do not match its shape")
-
-
-def _is_monitor_name(name: str) -> bool:
-    return name.endswith(".monitor") or name in MONITOR_NAMES
 
 
 def _handlers() -> dict[int, _Handler]:
@@ -704,14 +458,14 @@ def _handlers() -> dict[int, _Handler]:
         Command.GET_SOURCE_INFO: f._record_only,
         Command.GET_SOURCE_INFO_LIST: f._source_list,
         Command.GET_CLIENT_INFO: f._own_client_info,
-        Command.GET_SINK_INPUT_INFO: f._own_sink_input,
-        Command.GET_SOURCE_OUTPUT_INFO: f._own_source_output,
-        Command.SET_SINK_INPUT_VOLUME: f._own_sink_input,
-        Command.SET_SINK_INPUT_MUTE: f._own_sink_input,
-        Command.KILL_SINK_INPUT: f._own_sink_input,
-        Command.SET_SOURCE_OUTPUT_VOLUME: f._own_source_output,
-        Command.SET_SOURCE_OUTPUT_MUTE: f._own_source_output,
-        Command.KILL_SOURCE_OUTPUT: f._own_source_output,
+        Command.GET_SINK_INPUT_INFO: f._own_stream_index,
+        Command.GET_SOURCE_OUTPUT_INFO: f._own_stream_index,
+        Command.SET_SINK_INPUT_VOLUME: f._own_stream_index,
+        Command.SET_SINK_INPUT_MUTE: f._own_stream_index,
+        Command.KILL_SINK_INPUT: f._own_stream_index,
+        Command.SET_SOURCE_OUTPUT_VOLUME: f._own_stream_index,
+        Command.SET_SOURCE_OUTPUT_MUTE: f._own_stream_index,
+        Command.KILL_SOURCE_OUTPUT: f._own_stream_index,
         Command.UPDATE_CLIENT_PROPLIST: f._with_proplist,
         Command.UPDATE_PLAYBACK_STREAM_PROPLIST: f._update_stream_proplist,
         Command.UPDATE_RECORD_STREAM_PROPLIST: f._update_stream_proplist,
@@ -719,15 +473,21 @@ def _handlers() -> dict[int, _Handler]:
         Command.REMOVE_PLAYBACK_STREAM_PROPLIST: f._remove_proplist_keys,
         Command.REMOVE_RECORD_STREAM_PROPLIST: f._remove_proplist_keys,
     }
-    table.update({c: f._forward for c in _READ_ONLY_COMMANDS})
-    table.update({c: f._own_playback_channel for c in _PLAYBACK_CHANNEL_COMMANDS})
-    table.update({c: f._own_record_channel for c in _RECORD_CHANNEL_COMMANDS})
-    table.update({c: f._empty_list for c in _EMPTY_LISTS})
-    table.update({c: f._own_list for c in _LIST_SCHEMAS})
+    table.update({c: f._forward for c in READ_ONLY_COMMANDS})
+    table.update({c: f._own_playback_channel for c in PLAYBACK_CHANNEL_COMMANDS})
+    table.update({c: f._own_record_channel for c in RECORD_CHANNEL_COMMANDS})
+    table.update({c: f._empty_list for c in EMPTY_LISTS})
+    table.update({c: f._own_list for c in LIST_SCHEMAS})
     return table
 
 
 _HANDLERS = _handlers()
+_REPLY_HANDLERS: dict[int, _ReplyHandler] = {
+    Command.AUTH: PulseFilter._auth_reply,
+    Command.SET_CLIENT_NAME: PulseFilter._named,
+    **dict.fromkeys(STREAM_CREATES, PulseFilter._stream_created),
+    **dict.fromkeys(LIST_SCHEMAS, PulseFilter._own_entries),
+}
 
 
 def refused_commands(grant: AudioGrant) -> frozenset[int]:
@@ -738,14 +498,9 @@ def refused_commands(grant: AudioGrant) -> frozenset[int]:
             Command.CREATE_RECORD_STREAM,
             Command.LOOKUP_SOURCE,
             Command.GET_SOURCE_INFO,
-            *_RECORD_CHANNEL_COMMANDS,
+            *RECORD_CHANNEL_COMMANDS,
             Command.SET_SOURCE_OUTPUT_VOLUME,
             Command.SET_SOURCE_OUTPUT_MUTE,
             Command.KILL_SOURCE_OUTPUT,
         }
     return frozenset(always)
-
-
-def with_peer(grant: AudioGrant, host_pid: int) -> AudioGrant:
-    """The grant for one connection: the app's grant with the SO_PEERCRED pid."""
-    return replace(grant, host_pid=host_pid)

@@ -1,4 +1,4 @@
-"""Sans-IO codec and connection state of the PulseAudio native protocol; no sockets, no policy."""
+"""Sans-IO frames, packets and phases of the PulseAudio native protocol; no sockets, no policy."""
 
 # The rules of this module, in the manner of h11:
 #
@@ -11,9 +11,7 @@
 #   shared memory, so such a frame can only be an attack or a bug.
 # * Sizes are capped per direction before the payload is buffered: a decoder never holds more
 #   than one frame's worth of bytes, and a LENGTH over the cap is a violation at once.
-# * A tagstruct is parsed completely or not at all: every tag known, every length in bounds,
-#   strings valid UTF-8 ended by one NUL, proplist keys printable ASCII, no trailing bytes.
-#   `serialize_tagstruct(parse_tagstruct(b)) == b` for every `b` that parses.
+# * A packet's tagstruct is parsed completely or not at all (the value codec: tagstruct.py).
 # * Every violation raises ProviderError; the caller closes THAT connection and nothing of the
 #   offending frame reaches the other side.
 # * The connection walks AUTH -> AUTHORIZING -> NAMING -> NAMING_SENT -> READY (see `Phase`):
@@ -31,12 +29,14 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sandbox.errors import ProviderError
+from sandbox.providers.pulse.tagstruct import U32, Value, parse_tagstruct, serialize_tagstruct
 
 DESCRIPTOR = struct.Struct("!IIIII")
+_U32 = struct.Struct("!I")
 DESCRIPTOR_SIZE = DESCRIPTOR.size
 CONTROL_CHANNEL = 0xFFFFFFFF
 INVALID_INDEX = 0xFFFFFFFF
@@ -58,11 +58,6 @@ COOKIE_LENGTH = 256
 CLIENT_MAX_CONTROL = 256 * 1024
 CLIENT_MAX_DATA = 1024 * 1024
 SERVER_MAX_FRAME = 16 * 1024 * 1024
-
-MAX_CHANNELS = 32
-VOLUME_MAX = 0x7FFFFFFF
-PROPLIST_VALUE_MAX = 64 * 1024
-PROPLIST_KEY_MAX = 255
 
 
 class Command(enum.IntEnum):
@@ -188,306 +183,6 @@ class ErrorCode(enum.IntEnum):
 
 
 # ---------------------------------------------------------------------------------------------
-# Tagstruct values: one frozen type per tag, so a round trip keeps every tag exactly.
-
-
-@dataclass(frozen=True, slots=True)
-class U32:
-    value: int
-
-
-@dataclass(frozen=True, slots=True)
-class U8:
-    value: int
-
-
-@dataclass(frozen=True, slots=True)
-class U64:
-    value: int
-
-
-@dataclass(frozen=True, slots=True)
-class S64:
-    value: int
-
-
-@dataclass(frozen=True, slots=True)
-class Usec:
-    value: int
-
-
-@dataclass(frozen=True, slots=True)
-class Volume:
-    value: int
-
-
-@dataclass(frozen=True, slots=True)
-class Timeval:
-    seconds: int
-    microseconds: int
-
-
-@dataclass(frozen=True, slots=True)
-class Str:
-    """`t` string, or `N` (the null string) when value is None."""
-
-    value: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Bool:
-    value: bool
-
-
-@dataclass(frozen=True, slots=True)
-class SampleSpec:
-    format: int
-    channels: int
-    rate: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelMap:
-    positions: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CVolume:
-    volumes: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Arbitrary:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Proplist:
-    """Ordered (key, raw value) pairs; string values carry their trailing NUL, as on the wire."""
-
-    items: tuple[tuple[str, bytes], ...] = ()
-
-    def get_str(self, key: str) -> str | None:
-        for k, v in self.items:
-            if k == key:
-                if v.endswith(b"\0"):
-                    return v[:-1].decode("utf-8", "replace")
-                return None
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class FormatInfo:
-    encoding: int
-    props: Proplist
-
-
-Value = (
-    U32
-    | U8
-    | U64
-    | S64
-    | Usec
-    | Volume
-    | Timeval
-    | Str
-    | Bool
-    | SampleSpec
-    | ChannelMap
-    | CVolume
-    | Arbitrary
-    | Proplist
-    | FormatInfo
-)
-
-_U32 = struct.Struct("!I")
-_U64 = struct.Struct("!Q")
-_S64 = struct.Struct("!q")
-_SPEC = struct.Struct("!BBI")
-_TV = struct.Struct("!II")
-
-
-def prop_str(value: str) -> bytes:
-    """A proplist string value as libpulse stores it: UTF-8 with exactly one trailing NUL."""
-    return value.encode("utf-8") + b"\0"
-
-
-class _Reader:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes | memoryview) -> None:
-        self.data = bytes(data)
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        end = self.pos + n
-        if n < 0 or end > len(self.data):
-            raise ProviderError(f"pulse: tagstruct truncated at offset {self.pos}")
-        chunk = self.data[self.pos : end]
-        self.pos = end
-        return chunk
-
-    def u32(self) -> int:
-        value: int = _U32.unpack(self.take(4))[0]
-        return value
-
-    def tag(self) -> str:
-        return chr(self.take(1)[0])
-
-    def cstring(self) -> str:
-        end = self.data.find(b"\0", self.pos)
-        if end < 0:
-            raise ProviderError(f"pulse: unterminated string at offset {self.pos}")
-        raw = self.data[self.pos : end]
-        self.pos = end + 1
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProviderError(f"pulse: string at offset {self.pos} is not UTF-8") from exc
-
-    def expect(self, tag: str) -> None:
-        got = self.tag()
-        if got != tag:
-            raise ProviderError(f"pulse: expected tag {tag!r}, got {got!r} at {self.pos - 1}")
-
-
-def _valid_key(key: str) -> bool:
-    return 0 < len(key) <= PROPLIST_KEY_MAX and all(0x20 < ord(c) < 0x7F for c in key)
-
-
-def _read_proplist(r: _Reader) -> Proplist:
-    items: list[tuple[str, bytes]] = []
-    while True:
-        tag = r.tag()
-        if tag == "N":
-            return Proplist(tuple(items))
-        if tag != "t":
-            raise ProviderError(f"pulse: proplist key expected at offset {r.pos - 1}")
-        key = r.cstring()
-        if not _valid_key(key):
-            raise ProviderError(f"pulse: invalid proplist key {key[:64]!r}")
-        r.expect("L")
-        n = r.u32()
-        if n > PROPLIST_VALUE_MAX:
-            raise ProviderError(f"pulse: proplist value of {key!r} too large ({n} bytes)")
-        r.expect("x")
-        if r.u32() != n:
-            raise ProviderError(f"pulse: proplist value length mismatch for {key!r}")
-        items.append((key, r.take(n)))
-
-
-def _read_value(r: _Reader, tag: str) -> Value:
-    if tag == "L":
-        return U32(r.u32())
-    if tag == "t":
-        return Str(r.cstring())
-    if tag == "N":
-        return Str(None)
-    if tag in "10":
-        return Bool(tag == "1")
-    if tag == "B":
-        return U8(r.take(1)[0])
-    if tag == "R":
-        return U64(_U64.unpack(r.take(8))[0])
-    if tag == "r":
-        return S64(_S64.unpack(r.take(8))[0])
-    if tag == "U":
-        return Usec(_U64.unpack(r.take(8))[0])
-    if tag == "V":
-        return Volume(r.u32())
-    if tag == "T":
-        sec, usec = _TV.unpack(r.take(8))
-        return Timeval(sec, usec)
-    if tag == "a":
-        fmt, channels, rate = _SPEC.unpack(r.take(6))
-        return SampleSpec(fmt, channels, rate)
-    if tag == "m":
-        n = r.take(1)[0]
-        if n > MAX_CHANNELS:
-            raise ProviderError(f"pulse: channel map of {n} channels")
-        return ChannelMap(tuple(r.take(n)))
-    if tag == "v":
-        n = r.take(1)[0]
-        if n > MAX_CHANNELS:
-            raise ProviderError(f"pulse: cvolume of {n} channels")
-        vols = struct.unpack(f"!{n}I", r.take(4 * n))
-        if any(v > VOLUME_MAX for v in vols):
-            raise ProviderError("pulse: volume out of range")
-        return CVolume(tuple(vols))
-    if tag == "x":
-        return Arbitrary(r.take(r.u32()))
-    if tag == "P":
-        return _read_proplist(r)
-    if tag == "f":
-        r.expect("B")
-        encoding = r.take(1)[0]
-        r.expect("P")
-        return FormatInfo(encoding, _read_proplist(r))
-    raise ProviderError(f"pulse: unknown tag byte {ord(tag):#04x} at offset {r.pos - 1}")
-
-
-def parse_tagstruct(data: bytes | memoryview) -> tuple[Value, ...]:
-    """Every value of a tagstruct, or ProviderError; never a partial result."""
-    r = _Reader(data)
-    values: list[Value] = []
-    while r.pos < len(r.data):
-        values.append(_read_value(r, r.tag()))
-    return tuple(values)
-
-
-def _write_proplist(out: bytearray, p: Proplist) -> None:
-    for key, value in p.items:
-        out += b"t" + key.encode("ascii") + b"\0"
-        out += b"L" + _U32.pack(len(value)) + b"x" + _U32.pack(len(value)) + value
-    out += b"N"
-
-
-def _write_value(out: bytearray, v: Value) -> None:
-    match v:
-        case U32(value):
-            out += b"L" + _U32.pack(value)
-        case Str(None):
-            out += b"N"
-        case Str(str() as s):
-            out += b"t" + s.encode("utf-8") + b"\0"
-        case Bool(b):
-            out += b"1" if b else b"0"
-        case U8(value):
-            out += b"B" + bytes((value,))
-        case U64(value):
-            out += b"R" + _U64.pack(value)
-        case S64(value):
-            out += b"r" + _S64.pack(value)
-        case Usec(value):
-            out += b"U" + _U64.pack(value)
-        case Volume(value):
-            out += b"V" + _U32.pack(value)
-        case Timeval(sec, usec):
-            out += b"T" + _TV.pack(sec, usec)
-        case SampleSpec(fmt, channels, rate):
-            out += b"a" + _SPEC.pack(fmt, channels, rate)
-        case ChannelMap(positions):
-            out += b"m" + bytes((len(positions), *positions))
-        case CVolume(volumes):
-            out += b"v" + bytes((len(volumes),)) + struct.pack(f"!{len(volumes)}I", *volumes)
-        case Arbitrary(data):
-            out += b"x" + _U32.pack(len(data)) + data
-        case Proplist():
-            out += b"P"
-            _write_proplist(out, v)
-        case FormatInfo(encoding, props):
-            out += b"fB" + bytes((encoding,)) + b"P"
-            _write_proplist(out, props)
-
-
-def serialize_tagstruct(values: Iterable[Value]) -> bytes:
-    out = bytearray()
-    for v in values:
-        _write_value(out, v)
-    return bytes(out)
-
-
-# ---------------------------------------------------------------------------------------------
 # Frames and packets
 
 
@@ -557,20 +252,7 @@ class FrameDecoder:
         pos = 0
         while len(buf) - pos >= DESCRIPTOR_SIZE:
             length, channel, off_hi, off_lo, flags = DESCRIPTOR.unpack_from(buf, pos)
-            if channel == CONTROL_CHANNEL:
-                if length > self._max_control:
-                    raise ProviderError(f"pulse: command frame of {length} bytes exceeds the cap")
-                if flags or off_hi or off_lo:
-                    raise ProviderError("pulse: command frame with flags or offset")
-            else:
-                if length > self._max_data:
-                    raise ProviderError(f"pulse: audio frame of {length} bytes exceeds the cap")
-                if flags & ~SEEK_MODE_MASK:
-                    raise ProviderError(f"pulse: frame flags {flags:#010x} (shared memory is off)")
-                if flags & SEEK_MODE_MASK > SEEK_MODE_MAX:
-                    raise ProviderError(f"pulse: seek mode {flags & SEEK_MODE_MASK}")
-            if length == 0:
-                raise ProviderError("pulse: empty frame")
+            self._check_descriptor(length, channel, off_hi | off_lo, flags)
             end = pos + DESCRIPTOR_SIZE + length
             if end > len(buf):
                 break
@@ -582,6 +264,23 @@ class FrameDecoder:
         if pos:
             del buf[:pos]
         return frames
+
+    def _check_descriptor(self, length: int, channel: int, offset_bits: int, flags: int) -> None:
+        """Refuse a frame by its descriptor alone, before any of its payload is buffered."""
+        if channel == CONTROL_CHANNEL:
+            if length > self._max_control:
+                raise ProviderError(f"pulse: command frame of {length} bytes exceeds the cap")
+            if flags or offset_bits:
+                raise ProviderError("pulse: command frame with flags or offset")
+        else:
+            if length > self._max_data:
+                raise ProviderError(f"pulse: audio frame of {length} bytes exceeds the cap")
+            if flags & ~SEEK_MODE_MASK:
+                raise ProviderError(f"pulse: frame flags {flags:#010x} (shared memory is off)")
+            if flags & SEEK_MODE_MASK > SEEK_MODE_MAX:
+                raise ProviderError(f"pulse: seek mode {flags & SEEK_MODE_MASK}")
+        if length == 0:
+            raise ProviderError("pulse: empty frame")
 
 
 # ---------------------------------------------------------------------------------------------

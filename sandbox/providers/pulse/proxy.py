@@ -1,4 +1,4 @@
-"""Asyncio shell of the per-app PulseAudio proxy: sockets, thread, limits; rules live in filter."""
+"""Asyncio shell of the per-app PulseAudio proxy: sockets, thread, limits; no filtering rules."""
 
 from __future__ import annotations
 
@@ -13,14 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.errors import ProviderError
-from sandbox.providers.pulse.filter import (
-    AudioGrant,
-    Budget,
-    PulseFilter,
-    StreamBudget,
-    with_peer,
-)
+from sandbox.providers.pulse.budget import Budget, StreamBudget
+from sandbox.providers.pulse.filter import PulseFilter
 from sandbox.providers.pulse.protocol import COOKIE_LENGTH
+from sandbox.providers.pulse.rules import AudioGrant, with_peer
 
 READ_CHUNK = 64 * 1024
 # Above this many unsent bytes towards one side, stop reading from the other (backpressure).

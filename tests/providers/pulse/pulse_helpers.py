@@ -6,19 +6,17 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-from sandbox.providers.pulse.filter import AudioGrant, Output, PulseFilter
+from sandbox.providers.pulse.filter import Output, PulseFilter
 from sandbox.providers.pulse.protocol import (
     PROTOCOL_VERSION,
-    U32,
-    Arbitrary,
     Command,
     Frame,
     FrameDecoder,
     Packet,
-    Proplist,
     parse_packet,
-    prop_str,
 )
+from sandbox.providers.pulse.rules import AudioGrant
+from sandbox.providers.pulse.tagstruct import U32, Arbitrary, Proplist, prop_str
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GRANT = AudioGrant("com.example.Game", "Example Game", host_pid=4242)

@@ -11,33 +11,31 @@ from hypothesis import strategies as st
 from pulse_helpers import GRANT, RECORD_GRANT, frames, handshake, packets_of, records, replay
 
 from sandbox.errors import ProviderError
-from sandbox.providers.pulse.filter import (
-    AudioGrant,
-    PulseFilter,
-    StreamBudget,
-    refused_commands,
-    sanitize_proplist,
-)
+from sandbox.providers.pulse.budget import StreamBudget
+from sandbox.providers.pulse.filter import PulseFilter, refused_commands
 from sandbox.providers.pulse.protocol import (
     AUTH_FLAG_MEMFD,
     AUTH_FLAG_SHM,
     INVALID_INDEX,
-    U32,
-    Arbitrary,
-    Bool,
-    ChannelMap,
     Command,
     ErrorCode,
     Frame,
     FrameDecoder,
     Packet,
+    StreamKind,
+    error_packet,
+    parse_packet,
+)
+from sandbox.providers.pulse.rules import AudioGrant, sanitize_proplist
+from sandbox.providers.pulse.tagstruct import (
+    U32,
+    Arbitrary,
+    Bool,
+    ChannelMap,
     Proplist,
     SampleSpec,
     Str,
-    StreamKind,
     Value,
-    error_packet,
-    parse_packet,
     prop_str,
 )
 

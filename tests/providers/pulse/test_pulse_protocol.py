@@ -13,6 +13,11 @@ from sandbox.errors import ProviderError
 from sandbox.providers.pulse.protocol import (
     CONTROL_CHANNEL,
     DESCRIPTOR,
+    Frame,
+    FrameDecoder,
+    parse_packet,
+)
+from sandbox.providers.pulse.tagstruct import (
     S64,
     U8,
     U32,
@@ -22,8 +27,6 @@ from sandbox.providers.pulse.protocol import (
     ChannelMap,
     CVolume,
     FormatInfo,
-    Frame,
-    FrameDecoder,
     Proplist,
     SampleSpec,
     Str,
@@ -31,7 +34,6 @@ from sandbox.providers.pulse.protocol import (
     Usec,
     Value,
     Volume,
-    parse_packet,
     parse_tagstruct,
     serialize_tagstruct,
 )

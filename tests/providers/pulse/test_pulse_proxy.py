@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.providers.pulse.filter import AudioGrant
 from sandbox.providers.pulse.proxy import ProxyLimits, PulseProxy, SlotBudget
+from sandbox.providers.pulse.rules import AudioGrant
 
 GRANT = AudioGrant("org.example.Capped", "Capped")
 
