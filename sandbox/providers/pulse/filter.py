@@ -49,6 +49,7 @@ from sandbox.providers.pulse.rules import (
     PLAYBACK_CHANNEL_COMMANDS,
     READ_ONLY_COMMANDS,
     RECORD_CHANNEL_COMMANDS,
+    RECORD_ONLY_COMMANDS,
     SERVER_EVENTS,
     SHM_COMMANDS,
     STREAM_CREATES,
@@ -61,10 +62,6 @@ from sandbox.providers.pulse.rules import (
     u32_arg,
 )
 from sandbox.providers.pulse.tagstruct import U32, Arbitrary, Bool, FormatInfo, Proplist, Str, Value
-
-# AudioGrant is this module's input and has long been imported from here (the launcher's
-# provider); rules.py defines it.
-__all__ = ["MAX_PENDING", "AudioGrant", "Output", "PulseFilter", "refused_commands"]
 
 MAX_PENDING = 4096
 
@@ -494,13 +491,5 @@ def refused_commands(grant: AudioGrant) -> frozenset[int]:
     """Every command number this grant answers with an error whatever its arguments."""
     always = {c for c in range(256) if c not in _HANDLERS}
     if not grant.record:
-        always |= {
-            Command.CREATE_RECORD_STREAM,
-            Command.LOOKUP_SOURCE,
-            Command.GET_SOURCE_INFO,
-            *RECORD_CHANNEL_COMMANDS,
-            Command.SET_SOURCE_OUTPUT_VOLUME,
-            Command.SET_SOURCE_OUTPUT_MUTE,
-            Command.KILL_SOURCE_OUTPUT,
-        }
+        always |= RECORD_ONLY_COMMANDS
     return frozenset(always)

@@ -29,8 +29,8 @@ class PulseProvider:
 
     def setup(self, ctx: ProviderContext) -> Grant:
         from sandbox.host.runtime_dirs import runtime_root
-        from sandbox.providers.pulse.filter import AudioGrant
         from sandbox.providers.pulse.proxy import PulseProxy, write_client_conf
+        from sandbox.providers.pulse.rules import AudioGrant
 
         directory = ctx.instance_dir / "pulse"
         try:

@@ -148,6 +148,18 @@ RECORD_CHANNEL_COMMANDS = frozenset(
         Command.UPDATE_RECORD_STREAM_SAMPLE_RATE,
     }
 )
+# Refused without the record grant, whatever their arguments.
+RECORD_ONLY_COMMANDS = frozenset(
+    {
+        Command.CREATE_RECORD_STREAM,
+        Command.LOOKUP_SOURCE,
+        Command.GET_SOURCE_INFO,
+        *RECORD_CHANNEL_COMMANDS,
+        Command.SET_SOURCE_OUTPUT_VOLUME,
+        Command.SET_SOURCE_OUTPUT_MUTE,
+        Command.KILL_SOURCE_OUTPUT,
+    }
+)
 READ_ONLY_COMMANDS = frozenset(
     {
         Command.LOOKUP_SINK,
