@@ -124,7 +124,7 @@ def _container_live(adapter: DockerAdapter, cid: str, token: str) -> bool:
 def gc(engine_urls: tuple[str | None, ...] = (None,), base: Path | None = None) -> GcReport:
     """Remove what dead launchers left: containers, provider state (X11 cookies revoked,
     Wayland dirs, sockets), instance dirs and empty app cgroups. Safe while apps run."""
-    from sandbox.providers.display import collect_instance
+    from sandbox.providers.registry import collect_instance
     from sandbox.runtime import cgroups, systemd
     from sandbox.runtime.session import remove_app_cgroup, remove_app_slice
 

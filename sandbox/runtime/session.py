@@ -392,7 +392,7 @@ def _launch(
         image=prepared.image,
         engine=prepared.engine_url,
         uid=uid,
-        xauthority=prepared.facts.x11.xauthority,
+        xauthority=plan.xauthority(),
         providers=[p.name for p in prepared.providers],
         detached=detached,
     )
@@ -421,7 +421,6 @@ def _launch(
             gid=plan.hardening.user.gid,
             hostname=hostname,
             data_home=Path(user.data_home or Path.home() / ".local" / "share"),
-            xauthority=Path(facts.x11.xauthority) if facts.x11.xauthority else None,
         )
         grants: list[Grant] = []
         for provider in prepared.providers:
