@@ -118,6 +118,9 @@ def _hotplug(
 ) -> Outcome:
     """The rule of docs/devices.md: none plugged in is still granted (hotplug), unless no udevd
     is there to tell us about a device being plugged in at all."""
+    missing = _devices_missing(facts)
+    if missing:
+        return unavailable(missing)
     if not nodes and not facts.devices.udev_properties:
         return unavailable(
             f"no udev daemon on this host: no {what} can be recognised, now or when plugged in"
@@ -140,9 +143,6 @@ def _hotplug(
 
 def webcam(ask: Ask) -> Outcome:
     facts = ask.facts
-    missing = _devices_missing(facts)
-    if missing:
-        return unavailable(missing)
     nodes: list[DeviceNode] = []
     for cam in facts.devices.webcams:
         nodes.append(DeviceNode(cam.node, cam.major, cam.minor, Capability.WEBCAM))
@@ -157,9 +157,6 @@ def webcam(ask: Ask) -> Outcome:
 
 def gamepad(ask: Ask) -> Outcome:
     facts = ask.facts
-    missing = _devices_missing(facts)
-    if missing:
-        return unavailable(missing)
     nodes: list[DeviceNode] = []
     for pad in facts.devices.gamepads:
         nodes.append(DeviceNode(pad.node, pad.major, pad.minor, Capability.GAMEPAD))
