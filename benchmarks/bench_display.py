@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sandbox.host.x11_display import DisplayName, parse_display
+from sandbox.policy.plan import WaylandSocketRequest, X11CookieRequest
+from sandbox.providers.grant import ProviderContext
 from sandbox.providers.wayland import WaylandProvider
 from sandbox.providers.x11 import X11Provider, open_display
 
@@ -36,18 +39,24 @@ def main() -> None:
     display = os.environ["DISPLAY"]
     xauth = Path(os.environ["XAUTHORITY"]) if os.environ.get("XAUTHORITY") else None
     work = Path(tempfile.mkdtemp(prefix="bench-display-"))
+    name = parse_display(display)
+    assert isinstance(name, DisplayName), name
+    x_socket, x_auth = name.socket_path, str(xauth) if xauth else None
+
+    def ctx(instance: str) -> ProviderContext:
+        return ProviderContext("org.bench.App", work / instance, args.uid, args.uid, "bench", work)
 
     def plain_x() -> None:
         open_display(display, xauth).close()
 
     def untrusted_cycle() -> None:
-        p = X11Provider()
-        p.setup(display, xauth, work / "x", "bench", uid=args.uid, gid=args.uid)
+        p = X11Provider(X11CookieRequest(False, display, x_socket, x_auth))
+        p.setup(ctx("x"))
         p.teardown()
 
     def trusted_cycle() -> None:
-        p = X11Provider()
-        p.setup(display, xauth, work / "x", "bench", trusted=True, uid=args.uid, gid=args.uid)
+        p = X11Provider(X11CookieRequest(True, display, x_socket, x_auth))
+        p.setup(ctx("x"))
         p.teardown()
 
     rows = [
@@ -65,8 +74,8 @@ def main() -> None:
                 s.connect(sock_path)
 
         def wl_cycle() -> None:
-            p = WaylandProvider()
-            p.setup(Path(runtime), wl, work / "w", args.uid, args.uid)
+            p = WaylandProvider(WaylandSocketRequest(wl, sock_path))
+            p.setup(ctx("w"))
             p.teardown()
 
         rows += [

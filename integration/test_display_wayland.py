@@ -19,10 +19,22 @@ from docker.types import Mount
 
 from integration.components import WaylandDisplay, poll, require_binary
 from integration.containers import APP_UID, hardened, run_to_end
+from sandbox.policy.plan import WaylandSocketRequest
 from sandbox.providers import posix_acl
+from sandbox.providers.grant import ProviderContext
 from sandbox.providers.wayland import WaylandGrant, WaylandProvider
 
 PROBES = Path(__file__).resolve().parent / "probes"
+
+
+def _provider(socket_path: Path) -> WaylandProvider:
+    return WaylandProvider(WaylandSocketRequest(socket_path.name, str(socket_path)))
+
+
+def _setup(provider: WaylandProvider, instance: Path) -> WaylandGrant:
+    provider.setup(ProviderContext("org.sandboxtest.W", instance, APP_UID, APP_UID, "w", instance))
+    assert provider.grant is not None
+    return provider.grant
 
 
 def _hardened(grant: WaylandGrant, uid: int = APP_UID) -> dict[str, Any]:
@@ -56,14 +68,8 @@ def test_app_uid_reaches_the_compositor_and_no_one_else_gains(
 ) -> None:
     before = os.stat(wayland_display.socket_path)
     acl_before = _acl(wayland_display.socket_path)
-    provider = WaylandProvider()
-    grant = provider.setup(
-        Path(wayland_display.runtime_dir),
-        wayland_display.display,
-        tmp_path / "inst",
-        APP_UID,
-        APP_UID,
-    )
+    provider = _provider(Path(wayland_display.runtime_dir) / wayland_display.display)
+    grant = _setup(provider, tmp_path / "inst")
     try:
         code, out = run_to_end(docker_client, tools_image, ["wayland-info"], **_hardened(grant))
         assert code == 0, out
@@ -144,10 +150,10 @@ def test_compositor_restart_ends_the_app_connection(
     runtime = Path(tempfile.mkdtemp(prefix="wl-"))
     name = "wayland-restart"
     weston = _start_weston(runtime, name)
-    provider = WaylandProvider()
+    provider = _provider(runtime / name)
     container = None
     try:
-        grant = provider.setup(runtime, name, tmp_path / "inst", APP_UID, APP_UID)
+        grant = _setup(provider, tmp_path / "inst")
         container = docker_client.containers.run(
             base_image, ["python3", "/probe/wayland_hold.py"], detach=True, **_hardened(grant)
         )

@@ -18,7 +18,9 @@ from docker.types import Mount
 from integration.components import X11Display, poll
 from integration.containers import APP_UID, hardened, run_to_end
 from sandbox.attribution import windows
+from sandbox.policy.plan import X11CookieRequest
 from sandbox.providers import x11
+from sandbox.providers.grant import ProviderContext
 from sandbox.providers.x11 import X11Grant, X11Provider
 
 PROBES = Path(__file__).resolve().parent / "probes"
@@ -43,17 +45,17 @@ def _provider(
     x11_display: X11Display, tmp_path: Path, *, trusted: bool
 ) -> tuple[X11Provider, X11Grant]:
     instance = tmp_path / "instance"
-    provider = X11Provider()
-    grant = provider.setup(
-        x11_display.display,
-        Path(x11_display.xauthority) if x11_display.xauthority else None,
-        instance,
-        f"app-{uuid.uuid4().hex[:8]}",
-        trusted=trusted,
-        uid=APP_UID,
-        gid=APP_UID,
+    provider = X11Provider(
+        X11CookieRequest(
+            trusted, x11_display.display, x11_display.socket_path, x11_display.xauthority
+        )
     )
-    return provider, grant
+    hostname = f"app-{uuid.uuid4().hex[:8]}"
+    provider.setup(
+        ProviderContext("org.sandboxtest.X", instance, APP_UID, APP_UID, hostname, tmp_path)
+    )
+    assert provider.grant is not None
+    return provider, provider.grant
 
 
 def _hardened(grant: X11Grant) -> dict[str, Any]:
@@ -176,15 +178,25 @@ def test_gc_revokes_after_a_killed_launcher(x11_display: X11Display, tmp_path: P
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
+        "from sandbox.policy.plan import X11CookieRequest\n"
+        "from sandbox.providers.grant import ProviderContext\n"
         "from sandbox.providers.x11 import X11Provider\n"
-        "p = X11Provider()\n"
-        "g = p.setup(sys.argv[1], Path(sys.argv[2]) if sys.argv[2] else None, Path(sys.argv[3]),"
-        " 'gc-host', uid=0, gid=0)\n"
+        "p = X11Provider(X11CookieRequest(False, sys.argv[1], sys.argv[4], sys.argv[2] or None))\n"
+        "p.setup(ProviderContext('org.sandboxtest.X', Path(sys.argv[3]), 0, 0, 'gc-host',"
+        " Path(sys.argv[3])))\n"
         "print('ready', flush=True)\n"
         "time.sleep(600)\n"
     )
     launcher = subprocess.Popen(
-        ["python3", "-c", script, x11_display.display, x11_display.xauthority or "", str(instance)],
+        [
+            "python3",
+            "-c",
+            script,
+            x11_display.display,
+            x11_display.xauthority or "",
+            str(instance),
+            x11_display.socket_path,
+        ],
         stdout=subprocess.PIPE,
     )
     try:

@@ -82,17 +82,51 @@ def diagnose_gpu(facts: HostFacts, *, untrusted_x11_only: bool = False) -> GpuDi
         return GpuDiagnosis(
             (GpuAccess.NONE,), GlOutlook.SOFTWARE, version, "unknown", tuple(problems)
         )
-
-    access: list[GpuAccess] = []
     nvidia = nvidia_present(facts)
     method = nvidia_engine_method(facts) if nvidia else GpuAccess.NONE
+    access = _access(facts, method)
+    gl = _gl_outlook(facts, access, method, nvidia=nvidia)
+    if not access:
+        problems.append("no GPU render node: GL will fall back to software rendering (llvmpipe)")
+    problems += _nvidia_problems(facts, method, nvidia=nvidia)
+    if untrusted_x11_only and access:
+        problems.append(
+            "the untrusted X11 connection hides GLX and DRI3: GL through X11 falls back to "
+            "software; use EGL (Wayland, or headless/surfaceless) to reach the GPU"
+        )
+    summary = "; ".join(_summary_parts(facts, method, nvidia=nvidia)) or "no GPU"
+    return GpuDiagnosis(tuple(access) or (GpuAccess.NONE,), gl, version, summary, tuple(problems))
+
+
+def _access(facts: HostFacts, method: GpuAccess) -> list[GpuAccess]:
+    """Every way this host offers the GPU, preferred first."""
+    d = facts.devices
+    access: list[GpuAccess] = []
     if method in (GpuAccess.NVIDIA_RUNTIME, GpuAccess.NVIDIA_CDI):
         access.append(method)
     if d.gpus:
         access.append(GpuAccess.RENDER_NODES)
     if method is GpuAccess.NVIDIA_NODES and d.nvidia.nodes:
         access.append(GpuAccess.NVIDIA_NODES)
+    return access
 
+
+def _gl_outlook(
+    facts: HostFacts, access: list[GpuAccess], method: GpuAccess, *, nvidia: bool
+) -> GlOutlook:
+    if not access:
+        return GlOutlook.SOFTWARE
+    if method is GpuAccess.NVIDIA_NODES and not facts.devices.gpus:
+        return GlOutlook.IMAGE_LIBRARIES
+    if method in (GpuAccess.NVIDIA_RUNTIME, GpuAccess.NVIDIA_CDI) or not nvidia:
+        return GlOutlook.HARDWARE
+    # an NVIDIA render node without runtime/CDI: Mesa has no driver for nvidia-drm render
+    # nodes, so GL still needs NVIDIA's libraries from the image
+    return GlOutlook.IMAGE_LIBRARIES
+
+
+def _summary_parts(facts: HostFacts, method: GpuAccess, *, nvidia: bool) -> list[str]:
+    d = facts.devices
     parts: list[str] = []
     if d.gpus:
         parts.append(
@@ -107,28 +141,21 @@ def diagnose_gpu(facts: HostFacts, *, untrusted_x11_only: bool = False) -> GpuDi
             GpuAccess.NVIDIA_CDI: "CDI " + ", ".join(nvidia_cdi_devices(facts)),
             GpuAccess.NVIDIA_NODES: "plain device nodes (no nvidia runtime or CDI in the engine)",
         }[method]
-        parts.append(f"NVIDIA {_driver(version)}: {how}")
+        parts.append(f"NVIDIA {_driver(d.nvidia.driver_version)}: {how}")
     if d.nvidia.caps:
         parts.append(f"{len(d.nvidia.caps)} MIG capability node(s), never granted")
+    return parts
 
-    if not access:
-        gl = GlOutlook.SOFTWARE
-        problems.append("no GPU render node: GL will fall back to software rendering (llvmpipe)")
-    elif method is GpuAccess.NVIDIA_NODES and not d.gpus:
-        gl = GlOutlook.IMAGE_LIBRARIES
-    elif method in (GpuAccess.NVIDIA_RUNTIME, GpuAccess.NVIDIA_CDI) or not nvidia:
-        gl = GlOutlook.HARDWARE
-    else:
-        # an NVIDIA render node without runtime/CDI: Mesa has no driver for nvidia-drm render
-        # nodes, so GL still needs NVIDIA's libraries from the image
-        gl = GlOutlook.IMAGE_LIBRARIES
 
+def _nvidia_problems(facts: HostFacts, method: GpuAccess, *, nvidia: bool) -> list[str]:
+    d = facts.devices
+    problems: list[str] = []
     if nvidia and method is GpuAccess.NVIDIA_NODES:
         problems.append(
             f"NVIDIA without the nvidia runtime or CDI: the image must ship NVIDIA user-space "
-            f"libraries (libGLX_nvidia, libEGL_nvidia, libcuda) matching {_driver(version)} "
-            "exactly, or the engine must inject them; otherwise GL falls back to llvmpipe "
-            "and CUDA fails"
+            f"libraries (libGLX_nvidia, libEGL_nvidia, libcuda) matching "
+            f"{_driver(d.nvidia.driver_version)} exactly, or the engine must inject them; "
+            "otherwise GL falls back to llvmpipe and CUDA fails"
         )
     if nvidia and not d.gpus:
         problems.append(
@@ -136,10 +163,4 @@ def diagnose_gpu(facts: HostFacts, *, untrusted_x11_only: bool = False) -> GpuDi
             "cannot share GPU buffers (no GBM/dmabuf); EGL on NVIDIA's device platform, GLX "
             "through a trusted X server and CUDA still work"
         )
-    if untrusted_x11_only and access:
-        problems.append(
-            "the untrusted X11 connection hides GLX and DRI3: GL through X11 falls back to "
-            "software; use EGL (Wayland, or headless/surfaceless) to reach the GPU"
-        )
-    summary = "; ".join(parts) if parts else "no GPU"
-    return GpuDiagnosis(tuple(access) or (GpuAccess.NONE,), gl, version, summary, tuple(problems))
+    return problems

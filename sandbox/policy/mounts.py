@@ -63,33 +63,51 @@ def _normalized(path: str) -> bool:
 
 def mount_problem(m: Mount, ctx: MountContext) -> str | None:
     """Why this mount may never reach a container, in words naming it; None when it may."""
-    where = f"mount at {m.target!r}"
-    if not _normalized(m.target) or m.target == "/":
-        return f"{where}: the target is not a normalized absolute path below /"
-    for root in NO_TARGET_BELOW:
-        if at_or_below(m.target, root):
-            return f"{where}: a mount over the container's {root}"
+    problem = _target_problem(m.target)
+    if problem is not None:
+        return f"mount at {m.target!r}: {problem}"
     if m.kind is not MountKind.BIND:
         return None
     src = m.source or ""
-    what = f"bind mount of {src!r} at {m.target!r}"
+    problem = _source_problem(src, ctx) or _writable_problem(m, src, ctx)
+    return None if problem is None else f"bind mount of {src!r} at {m.target!r}: {problem}"
+
+
+def _target_problem(target: str) -> str | None:
+    if not _normalized(target) or target == "/":
+        return "the target is not a normalized absolute path below /"
+    for root in NO_TARGET_BELOW:
+        if at_or_below(target, root):
+            return f"a mount over the container's {root}"
+    return None
+
+
+def _source_problem(src: str, ctx: MountContext) -> str | None:
     if not _normalized(src):
-        return f"{what}: the source is not a normalized absolute path"
+        return "the source is not a normalized absolute path"
     protected = PROTECTED_ROOTS + ((ctx.home,) if ctx.home else ())
     for root in protected:
         if at_or_below(root, src):
-            return f"{what}: it exposes the host's {root}"
+            return f"it exposes the host's {root}"
     for root in NO_SOURCE_BELOW:
         if at_or_below(src, root):
-            return f"{what}: nothing under the host's {root} may be mounted"
+            return f"nothing under the host's {root} may be mounted"
+    return _engine_problem(src, ctx)
+
+
+def _engine_problem(src: str, ctx: MountContext) -> str | None:
     engine: tuple[str, ...] = ENGINE_PATHS
     if ctx.runtime_dir:
         engine += tuple(posixpath.join(ctx.runtime_dir, p) for p in RUNTIME_DIR_ENGINE_PATHS)
     for path in engine:
         if at_or_below(src, path) or at_or_below(path, src):
-            return f"{what}: it exposes the container engine at {path}"
+            return f"it exposes the container engine at {path}"
     if any(part in ENGINE_SOCKET_NAMES for part in src.split("/")):
-        return f"{what}: it exposes a container engine socket"
+        return "it exposes a container engine socket"
+    return None
+
+
+def _writable_problem(m: Mount, src: str, ctx: MountContext) -> str | None:
     if not m.read_only and not any(at_or_below(src, r) for r in ctx.writable_roots if r):
-        return f"{what}: only the app's own storage and instance dirs may be writable"
+        return "only the app's own storage and instance dirs may be writable"
     return None

@@ -80,8 +80,9 @@ class SupplementaryGroup:
 @dataclass(frozen=True)
 class X11CookieRequest:
     trusted: bool  # only display.x11-trusted may set this; otherwise a SECURITY untrusted cookie
-    display: str  # ":0"
-    socket_path: str  # host socket, "/tmp/.X11-unix/X0"
+    display: str  # ":0", as DISPLAY names it
+    socket_path: str  # host socket, "/tmp/.X11-unix/X0"; the provider mounts exactly this one
+    xauthority: str | None = None  # the user's Xauthority: the cookie that opens the display
 
 
 @dataclass(frozen=True)
@@ -280,3 +281,7 @@ class LaunchPlan:
 
     def granted(self) -> frozenset[Permission]:
         return frozenset(s.permission for s in self.statuses if s.state is GrantState.GRANTED)
+
+    def xauthority(self) -> str | None:
+        """The user's Xauthority of this plan's X11 request: gc revokes the cookie with it."""
+        return next((r.xauthority for r in self.requests if isinstance(r, X11CookieRequest)), None)

@@ -1,22 +1,19 @@
-"""Classify udev device records into GPUs, webcams and gamepads; pure rules, no udev or file I/O."""
+"""Classify udev records into GPU, webcam and gamepad facts; pure rules, no udev or file I/O."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TypeVar
 
+from sandbox.host.udev import UdevRecord, is_capture_node, is_gamepad_node, node_sort_key
 from sandbox.policy.facts import DeviceNode, Gamepad, GpuDevice, Webcam
 
 PCI_VENDORS: Mapping[str, str] = {"0x8086": "Intel", "0x1002": "AMD", "0x10de": "NVIDIA"}
 
 _RENDER = re.compile(r"renderD\d+")
 _CARD = re.compile(r"card\d+")
-_EVENT = re.compile(r"event\d+")
 _JS = re.compile(r"js\d+")
-_DIGITS = re.compile(r"(\d+)")
 
 _Found = TypeVar("_Found", GpuDevice, Webcam, Gamepad)
 
@@ -24,54 +21,11 @@ _Found = TypeVar("_Found", GpuDevice, Webcam, Gamepad)
 _UDEV_ONLY_PREFIXES = ("ID_", "USEC_INITIALIZED", "DEVLINKS", "TAGS", "CURRENT_TAGS")
 
 
-@dataclass(frozen=True, eq=False)
-class UdevRecord:
-    """One udev device as plain data: what the rules need, read once from pyudev (or a fake)."""
-
-    sys_path: str
-    subsystem: str | None = None
-    devtype: str | None = None
-    node: str | None = None  # "/dev/dri/renderD128"
-    number: tuple[int, int] | None = None  # (major, minor)
-    driver: str | None = None
-    properties: Mapping[str, str] = field(default_factory=dict)
-    attributes: Mapping[str, str] = field(default_factory=dict)  # only the few the rules read
-    parent: UdevRecord | None = None
-
-    @property
-    def sys_name(self) -> str:
-        return self.sys_path.rstrip("/").rsplit("/", 1)[-1]
-
-    @property
-    def node_name(self) -> str:
-        """The basename of the /dev node, which names the minor kind (renderD*, event*, js*)."""
-        return (self.node or "").rsplit("/", 1)[-1]
-
-    def device_node(self) -> DeviceNode | None:
-        if self.node is None or self.number is None:
-            return None
-        return DeviceNode(node=self.node, major=self.number[0], minor=self.number[1])
-
-
-def node_sort_key(node: str) -> tuple[object, ...]:
-    """Natural order, so that /dev/video2 sorts before /dev/video10."""
-    return tuple(int(p) if p.isdigit() else p for p in _DIGITS.split(node))
-
-
-def parse_number(
-    properties: Mapping[str, str], device_number: int | None, dev_attribute: str | None
-) -> tuple[int, int] | None:
-    """Major and minor from MAJOR/MINOR, else the dev_t, else the sysfs `dev` attribute."""
-    major, minor = properties.get("MAJOR"), properties.get("MINOR")
-    if major is not None and minor is not None and major.isdigit() and minor.isdigit():
-        return int(major), int(minor)
-    if device_number:
-        return os.major(device_number), os.minor(device_number)
-    if dev_attribute is not None:
-        parts = dev_attribute.strip().split(":")
-        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-            return int(parts[0]), int(parts[1])
-    return None
+def _device_node(record: UdevRecord) -> DeviceNode | None:
+    """The record's /dev node as a fact; None without a node or a known number."""
+    if record.node is None or record.number is None:
+        return None
+    return DeviceNode(node=record.node, major=record.number[0], minor=record.number[1])
 
 
 def has_udev_properties(records: Iterable[UdevRecord]) -> bool:
@@ -91,7 +45,7 @@ def _sorted_by_node(items: Iterable[_Found]) -> tuple[_Found, ...]:
 
 
 def _nodes(records: Iterable[UdevRecord]) -> tuple[DeviceNode, ...]:
-    found = (r.device_node() for r in records)
+    found = (_device_node(r) for r in records)
     return tuple(sorted((n for n in found if n is not None), key=lambda n: node_sort_key(n.node)))
 
 
@@ -103,7 +57,7 @@ def _drm_minor(record: UdevRecord, pattern: re.Pattern[str]) -> bool:
         record.subsystem == "drm"
         and record.devtype == "drm_minor"
         and pattern.fullmatch(record.node_name) is not None
-        and record.device_node() is not None
+        and _device_node(record) is not None
     )
 
 
@@ -135,7 +89,7 @@ def classify_gpus(records: Iterable[UdevRecord]) -> tuple[GpuDevice, ...]:
     for r in drm:
         if not _drm_minor(r, _RENDER):
             continue
-        node = r.device_node()
+        node = _device_node(r)
         assert node is not None  # _drm_minor checked it
         parent = _gpu_parent(r)
         card: DeviceNode | None = None
@@ -181,27 +135,18 @@ def _physical_anchor(record: UdevRecord) -> str | None:
     return record.parent.sys_path if record.parent is not None else None
 
 
-def is_capture_node(record: UdevRecord) -> bool:
-    """A V4L node that captures video; metadata-only and output-only nodes lack ':capture:'."""
-    return (
-        record.subsystem == "video4linux"
-        and ":capture:" in record.properties.get("ID_V4L_CAPABILITIES", "")
-        and record.device_node() is not None
-    )
-
-
 def classify_webcams(records: Iterable[UdevRecord]) -> tuple[Webcam, ...]:
     listed = list(records)
     media: dict[str, list[UdevRecord]] = {}
     for r in listed:
         anchor = _physical_anchor(r)
-        if r.subsystem == "media" and anchor is not None and r.device_node() is not None:
+        if r.subsystem == "media" and anchor is not None and _device_node(r) is not None:
             media.setdefault(anchor, []).append(r)
     cams = []
     for r in listed:
         if not is_capture_node(r):
             continue
-        node = r.device_node()
+        node = _device_node(r)
         assert node is not None
         anchor = _physical_anchor(r)
         media_nodes = _nodes(media.get(anchor, ())) if anchor is not None else ()
@@ -219,24 +164,6 @@ def classify_webcams(records: Iterable[UdevRecord]) -> tuple[Webcam, ...]:
 
 
 # --- gamepads -----------------------------------------------------------------------------
-
-
-def is_gamepad_node(record: UdevRecord) -> bool:
-    """An evdev node udev calls a joystick and NOT a keyboard or mouse.
-
-    `gamepad` is a low-risk capability; a node that also reports as a keyboard (some keyboards
-    carry a stray joystick flag) would let the app read everything typed, and a mouse node
-    everything pointed at, so such nodes are never gamepads whatever else they claim.
-    """
-    p = record.properties
-    return (
-        record.subsystem == "input"
-        and _EVENT.fullmatch(record.node_name) is not None
-        and p.get("ID_INPUT_JOYSTICK") == "1"
-        and p.get("ID_INPUT_KEYBOARD") != "1"
-        and p.get("ID_INPUT_MOUSE") != "1"
-        and record.device_node() is not None
-    )
 
 
 def _input_name(device: UdevRecord | None) -> str | None:
@@ -258,7 +185,7 @@ def classify_gamepads(records: Iterable[UdevRecord]) -> tuple[Gamepad, ...]:
     for r in listed:
         if not is_gamepad_node(r):
             continue
-        node = r.device_node()
+        node = _device_node(r)
         assert node is not None
         parent_path = r.parent.sys_path if r.parent is not None else None
         pads.append(

@@ -8,15 +8,13 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
+from sandbox.host.udev import UdevRecord, node_sort_key, parse_number
 from sandbox.policy.facts import DeviceFacts, DeviceNode, NvidiaFacts
 from sandbox.probes.device_classify import (
-    UdevRecord,
     classify_gamepads,
     classify_gpus,
     classify_webcams,
     has_udev_properties,
-    node_sort_key,
-    parse_number,
 )
 
 DEFAULT_DEV_ROOT = "/dev"

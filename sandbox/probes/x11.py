@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import socket
 import struct
 from collections.abc import Mapping
@@ -21,47 +20,11 @@ from sandbox.host.bounded_io import (
     recv_exact,
     run_bounded,
 )
+from sandbox.host.x11_display import DisplayName, parse_display
 from sandbox.policy.facts import X11Facts
 
-SOCKET_DIR = "/tmp/.X11-unix"
 SECURITY = "SECURITY"
 XRES = "X-Resource"
-
-# Same grammar as python-xlib and libX11: [proto/][host]:display[.screen]
-_DISPLAY_RE = re.compile(
-    r"^(?:(?P<proto>tcp|unix)/)?(?P<host>[-:a-zA-Z0-9._]*):(?P<dno>[0-9]+)(?:\.(?P<screen>[0-9]+))?$"
-)
-
-
-@dataclass(frozen=True)
-class DisplayName:
-    text: str  # as given, e.g. "unix:99.0"
-    number: int
-    screen: int
-    host: str  # "" or "unix" for the local socket
-
-    @property
-    def local(self) -> bool:
-        return self.host in ("", "unix")
-
-    @property
-    def socket_path(self) -> str:
-        return f"{SOCKET_DIR}/X{self.number}"
-
-
-def parse_display(text: str) -> DisplayName | Missing:
-    """Parse DISPLAY; a host other than "" or "unix" means TCP, which the sandbox cannot share."""
-    match = _DISPLAY_RE.match(text)
-    if match is None:
-        return Missing(f"cannot parse DISPLAY={text!r} (expected [host]:N[.S])")
-    host = match["host"] or ""
-    if match["proto"] == "tcp" and not host:
-        return Missing(f"DISPLAY={text!r} names TCP without a host")
-    if match["proto"] == "tcp":
-        host = host or "localhost"
-    return DisplayName(
-        text=text, number=int(match["dno"]), screen=int(match["screen"] or 0), host=host
-    )
 
 
 def _pad(data: bytes) -> bytes:
@@ -155,39 +118,85 @@ def _open_xlib(name: str) -> Extensions:
         d.close()
 
 
-def probe(env: Mapping[str, str], timeout: float) -> X11Facts:
-    """Facts about the user's X display; returns within `timeout` even if the server hangs."""
-    deadline = Deadline(timeout)
+def _local_display(env: Mapping[str, str]) -> DisplayName | X11Facts:
+    """The local display DISPLAY names, or the facts saying why there is none."""
     text = env.get("DISPLAY", "")
     if not text:
         return X11Facts(False, "DISPLAY is not set")
     name = parse_display(text)
     if isinstance(name, Missing):
         return X11Facts(False, name.reason, display=text)
-    base = X11Facts(False, display=text, display_number=name.number)
     if not name.local:
-        return dataclasses.replace(
-            base,
-            reason=f"DISPLAY={text} is a TCP display (host {name.host}, port {6000 + name.number});"
+        return X11Facts(
+            False,
+            f"DISPLAY={text} is a TCP display (host {name.host}, port {6000 + name.number});"
             " only a local socket can be shared with a sandbox",
+            display=text,
+            display_number=name.number,
         )
-    auth_path = xauthority_path(env)
-    cookie = None
-    have_file = False
-    if auth_path is not None:
-        try:
-            with open(auth_path, "rb") as f:
-                blob = f.read()
-            have_file = True
-            cookie = xauth.find_cookie(
-                xauth.decode(blob), name.number, socket.gethostname().encode()
-            )
-        except (OSError, ProviderError):
-            pass  # no usable file: try without a cookie, as libX11 does
-    base = dataclasses.replace(
-        base, socket_path=name.socket_path, xauthority=auth_path if have_file else None
+    return name
+
+
+def _user_cookie(auth_path: str | None, number: int) -> tuple[xauth.XauthEntry | None, bool]:
+    """The cookie libX11 would send, and whether the Xauthority file could be read at all."""
+    if auth_path is None:
+        return None, False
+    try:
+        with open(auth_path, "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None, False  # no usable file: try without a cookie, as libX11 does
+    try:
+        entries = xauth.decode(blob)
+    except ProviderError:
+        return None, True
+    return xauth.find_cookie(entries, number, socket.gethostname().encode()), True
+
+
+def _refused(
+    setup: SetupResult, cookie: xauth.XauthEntry | None, name: DisplayName, auth: str | None
+) -> str:
+    why = f"authorization refused: {setup.reason}" if setup.reason else "authorization refused"
+    if cookie is None:
+        why += f" (no cookie for display {name.number} in {auth})"
+    return why
+
+
+def _xlib_facts(
+    base: X11Facts, name: DisplayName, env: Mapping[str, str], deadline: Deadline
+) -> X11Facts:
+    """Ask python-xlib for the extensions, bounded; its failure is a reason, never a raise."""
+    try:
+        ext = run_bounded(lambda: _open_xlib(f":{name.number}.{name.screen}"), deadline.left())
+    except TimeoutError:
+        return dataclasses.replace(
+            base, reason=f"python-xlib got no answer within {deadline.timeout:g} s"
+        )
+    except Exception as exc:  # python-xlib's errors are many and untyped; the text says enough
+        why = f"python-xlib could not connect: {exc}"
+        if env.get("XAUTHORITY") != os.environ.get("XAUTHORITY"):
+            why += " (python-xlib reads XAUTHORITY from the process environment, not this one)"
+        return dataclasses.replace(base, reason=why)
+    return dataclasses.replace(
+        base, available=True, security_extension=ext.security, xres_extension=ext.xres
     )
 
+
+def probe(env: Mapping[str, str], timeout: float) -> X11Facts:
+    """Facts about the user's X display; returns within `timeout` even if the server hangs."""
+    deadline = Deadline(timeout)
+    name = _local_display(env)
+    if isinstance(name, X11Facts):
+        return name
+    auth_path = xauthority_path(env)
+    cookie, have_file = _user_cookie(auth_path, name.number)
+    base = X11Facts(
+        False,
+        display=name.text,
+        display_number=name.number,
+        socket_path=name.socket_path,
+        xauthority=auth_path if have_file else None,
+    )
     try:
         sock = connect_unix(name.socket_path, deadline)
     except OSError as exc:
@@ -201,32 +210,9 @@ def probe(env: Mapping[str, str], timeout: float) -> X11Facts:
             return dataclasses.replace(
                 base, reason=describe_os_error(exc, name.socket_path, timeout)
             )
+        base = dataclasses.replace(base, vendor=setup.vendor)
         if not setup.accepted:
-            why = (
-                f"authorization refused: {setup.reason}"
-                if setup.reason
-                else ("authorization refused")
-            )
-            if cookie is None:
-                why += f" (no cookie for display {name.number} in {auth_path})"
-            return dataclasses.replace(base, reason=why, vendor=setup.vendor)
-        try:
-            ext = run_bounded(lambda: _open_xlib(f":{name.number}.{name.screen}"), deadline.left())
-        except TimeoutError:
-            return dataclasses.replace(
-                base, reason=f"python-xlib got no answer within {timeout:g} s", vendor=setup.vendor
-            )
-        except Exception as exc:  # python-xlib's errors are many and untyped; the text says enough
-            why = f"python-xlib could not connect: {exc}"
-            if env.get("XAUTHORITY") != os.environ.get("XAUTHORITY"):
-                why += " (python-xlib reads XAUTHORITY from the process environment, not this one)"
-            return dataclasses.replace(base, reason=why, vendor=setup.vendor)
+            return dataclasses.replace(base, reason=_refused(setup, cookie, name, auth_path))
+        return _xlib_facts(base, name, env, deadline)
     finally:
         sock.close()
-    return dataclasses.replace(
-        base,
-        available=True,
-        security_extension=ext.security,
-        xres_extension=ext.xres,
-        vendor=setup.vendor,
-    )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sandbox.errors import ProviderError
+from sandbox.host.udev import UdevRecord, is_capture_node, is_joystick_only
 from sandbox.policy.plan import (
     DeviceNode,
     HotplugCgroup,
@@ -21,7 +22,6 @@ from sandbox.policy.plan import (
     HotplugSubsystem,
     LaunchPlan,
 )
-from sandbox.probes.device_classify import UdevRecord, is_capture_node
 from sandbox.providers.grant import Grant, ProviderContext
 
 POLL_S = 0.2  # how often the watcher thread looks at its stop flag
@@ -107,11 +107,8 @@ def matches(request: HotplugRequest, event: DeviceEvent) -> bool:
             )
             return _V4L_NODE.fullmatch(name) is not None and is_capture_node(record)
         case HotplugSubsystem.INPUT:
-            return (
-                _JOYSTICK_NODE.fullmatch(name) is not None
-                and event.property("ID_INPUT_JOYSTICK") == "1"
-                and event.property("ID_INPUT_KEYBOARD") != "1"
-                and event.property("ID_INPUT_MOUSE") != "1"
+            return _JOYSTICK_NODE.fullmatch(name) is not None and is_joystick_only(
+                dict(event.properties)
             )
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from sandbox.errors import ProviderError
-from sandbox.policy.plan import DeviceNode, EnvVar, Mount
+from sandbox.policy.plan import DeviceNode, EnvVar, Mount, MountKind
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,14 @@ class Grant:
     devices: tuple[DeviceNode, ...] = ()
     hostname: str | None = None  # the container must use it (X11's FamilyLocal cookie entry)
     group_ids: tuple[int, ...] = ()
+
+
+def env_vars(pairs: Iterable[tuple[str, str]]) -> tuple[EnvVar, ...]:
+    return tuple(EnvVar(name, value) for name, value in pairs)
+
+
+def read_only_bind(source: Path, target: PurePosixPath) -> Mount:
+    return Mount(target=str(target), kind=MountKind.BIND, source=str(source), read_only=True)
 
 
 def combine(grants: Iterable[Grant]) -> Grant:
@@ -63,7 +71,6 @@ class ProviderContext:
     gid: int
     hostname: str  # the container's hostname
     data_home: Path  # the user's $XDG_DATA_HOME
-    xauthority: Path | None = None  # the user's Xauthority, for display.x11
 
 
 class Provider(Protocol):

@@ -1,10 +1,11 @@
-"""Which provider serves which resource request; unserved requests become UNAVAILABLE. No I/O."""
+"""Which provider serves (and, for gc, cleans up after) which request; no I/O of its own."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 
 from sandbox.policy.plan import (
     GrantState,
@@ -66,13 +67,15 @@ def providers_for(plan: LaunchPlan) -> tuple[LaunchPlan, tuple[Provider, ...]]:
 
                 providers.append(StorageProvider(request))
             case X11CookieRequest():
-                from sandbox.providers.display import X11DisplayProvider
+                # Imported here: python-xlib costs import time that apps without X11 should
+                # not pay.
+                from sandbox.providers.x11 import X11Provider
 
-                providers.append(X11DisplayProvider(request))
+                providers.append(X11Provider(request))
             case WaylandSocketRequest():
-                from sandbox.providers.display import WaylandDisplayProvider
+                from sandbox.providers.wayland import WaylandProvider
 
-                providers.append(WaylandDisplayProvider(request))
+                providers.append(WaylandProvider(request))
             case PulseProxyRequest():
                 factory = _pulse_factory()
                 if factory is None:
@@ -89,3 +92,11 @@ def providers_for(plan: LaunchPlan) -> tuple[LaunchPlan, tuple[Provider, ...]]:
             case _:
                 pass  # NvidiaRequest is compiled straight into the spec
     return plan, tuple(providers)
+
+
+def collect_instance(instance_dir: Path, xauthority: Path | None) -> None:
+    """gc of the display providers' leftovers in one dead instance's dir (revokes X11 cookies)."""
+    from sandbox.providers import wayland, x11
+
+    x11.collect(instance_dir, xauthority)
+    wayland.collect(instance_dir)

@@ -14,8 +14,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sandbox.errors import ProviderError
+from sandbox.policy.plan import Mount, MountKind, WaylandSocketRequest
 from sandbox.providers import posix_acl
 from sandbox.providers import state as provider_state
+from sandbox.providers.grant import Grant, ProviderContext, env_vars
 
 STATE_FILE = "wayland.json"
 # Under the host runtime dir, because a hard link must stay on the socket's filesystem.
@@ -87,10 +89,44 @@ def _other_links_for(grants_dir: Path, own: Path, inode: tuple[int, int], uid: i
     return False
 
 
-class WaylandProvider:
-    """One instance's Wayland dir; teardown() removes it and the ACL entry it added."""
+def _socket_stat(host_socket: Path) -> os.stat_result:
+    """The compositor socket's stat; a path that is no socket name in a dir is refused."""
+    if not host_socket.name or ".." in host_socket.parts:
+        raise ProviderError(f"display.wayland: {str(host_socket)!r} is not a socket name")
+    try:
+        st = host_socket.lstat()
+    except OSError as exc:
+        raise ProviderError(f"display.wayland: no compositor socket at {host_socket}") from exc
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ProviderError(f"display.wayland: {host_socket} is not a socket")
+    return st
 
-    def __init__(self) -> None:
+
+def _link_for(host_socket: Path, grant_dir: Path, uid: int, gid: int, acl_uid: int | None) -> None:
+    """The uid's 0700 dir with a hard link to the socket (and the ACL entry the uid needs)."""
+    try:
+        grant_dir.mkdir(mode=0o700)
+        os.chown(grant_dir, uid, gid)
+        link = grant_dir / host_socket.name
+        # A hard link, not a copy of the mode: the dir (0700, the uid's) is the gate;
+        # the inode keeps its mode, and only a named ACL entry for this uid is added.
+        os.link(host_socket, link)
+        if acl_uid is not None:
+            _write_acl(link, posix_acl.grant_user(_read_acl(link), acl_uid, _SOCKET_PERM))
+    except OSError as exc:
+        raise ProviderError(
+            f"display.wayland: cannot set up {grant_dir} for uid {uid}: {exc}"
+        ) from exc
+
+
+class WaylandProvider:
+    """display.wayland for one instance: a per-instance dir holding the request's compositor
+    socket, mounted as XDG_RUNTIME_DIR; teardown() removes it and the ACL entry it added."""
+
+    name = "display.wayland"
+
+    def __init__(self, request: WaylandSocketRequest) -> None:
+        self.request = request
         self._grant: WaylandGrant | None = None
         self._instance_dir: Path | None = None
 
@@ -98,58 +134,44 @@ class WaylandProvider:
     def grant(self) -> WaylandGrant | None:
         return self._grant
 
-    def setup(
-        self, runtime_dir: Path, display: str, instance_dir: Path, uid: int, gid: int
-    ) -> WaylandGrant:
+    def setup(self, ctx: ProviderContext) -> Grant:
+        g = self._make(ctx)
+        mount = Mount(
+            target=str(g.container_runtime_dir),
+            kind=MountKind.BIND,
+            source=str(g.dir_path),
+            read_only=g.read_only,
+        )
+        return Grant(mounts=(mount,), env=env_vars(g.env))
+
+    def _make(self, ctx: ProviderContext) -> WaylandGrant:
         if self._grant is not None:
             raise ProviderError("display.wayland: this provider already holds a grant")
-        host_socket = Path(display) if display.startswith("/") else runtime_dir / display
-        name = host_socket.name
-        if not name or ("/" in display and not display.startswith("/")):
-            raise ProviderError(f"display.wayland: WAYLAND_DISPLAY {display!r} is not a name")
-        try:
-            st = host_socket.lstat()
-        except OSError as exc:
-            raise ProviderError(f"display.wayland: no compositor socket at {host_socket}") from exc
-        if not stat.S_ISSOCK(st.st_mode):
-            raise ProviderError(f"display.wayland: {host_socket} is not a socket")
+        host_socket = Path(self.request.socket_path)
+        st = _socket_stat(host_socket)
         grants_dir = host_socket.parent / GRANTS_DIR
         grants_dir.mkdir(mode=0o700, exist_ok=True)
-        instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        grant_dir = grants_dir / instance_dir.name
-        acl_uid = uid if uid != st.st_uid else None
+        ctx.instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        grant_dir = grants_dir / ctx.instance_dir.name
+        acl_uid = ctx.uid if ctx.uid != st.st_uid else None
         with _locked(grants_dir):
             if grant_dir.exists():
                 _remove_dir(grants_dir, grant_dir, acl_uid)
             # Recorded before anything is made, so gc can undo a half-done setup.
-            _write_state(instance_dir, grant_dir, acl_uid)
-            self._instance_dir = instance_dir
+            _write_state(ctx.instance_dir, grant_dir, acl_uid)
+            self._instance_dir = ctx.instance_dir
             try:
-                grant_dir.mkdir(mode=0o700)
-                os.chown(grant_dir, uid, gid)
-                link = grant_dir / name
-                # A hard link, not a copy of the mode: the dir (0700, the uid's) is the gate;
-                # the inode keeps its mode, and only a named ACL entry for this uid is added.
-                os.link(host_socket, link)
-                if acl_uid is not None:
-                    _write_acl(link, posix_acl.grant_user(_read_acl(link), acl_uid, _SOCKET_PERM))
-            except OSError as exc:
-                _remove_dir(grants_dir, grant_dir, acl_uid)
-                (instance_dir / STATE_FILE).unlink(missing_ok=True)
-                self._instance_dir = None
-                raise ProviderError(
-                    f"display.wayland: cannot set up {grant_dir} for uid {uid}: {exc}"
-                ) from exc
+                _link_for(host_socket, grant_dir, ctx.uid, ctx.gid, acl_uid)
             except ProviderError:
                 _remove_dir(grants_dir, grant_dir, acl_uid)
-                (instance_dir / STATE_FILE).unlink(missing_ok=True)
+                (ctx.instance_dir / STATE_FILE).unlink(missing_ok=True)
                 self._instance_dir = None
                 raise
         self._grant = WaylandGrant(
             dir_path=grant_dir,
-            container_runtime_dir=PurePosixPath(f"/run/user/{uid}"),
-            display=name,
-            socket_path=grant_dir / name,
+            container_runtime_dir=PurePosixPath(f"/run/user/{ctx.uid}"),
+            display=host_socket.name,
+            socket_path=grant_dir / host_socket.name,
             acl_uid=acl_uid,
         )
         return self._grant

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import socket
 import stat
 import threading
@@ -18,18 +17,19 @@ from Xlib import error as xerror
 from Xlib.ext import security
 
 from sandbox.errors import ProviderError
-from sandbox.host import xauth
+from sandbox.host import x11_display, xauth
+from sandbox.policy.plan import X11CookieRequest
 from sandbox.providers import state as provider_state
+from sandbox.providers.grant import Grant, ProviderContext, env_vars, read_only_bind
 
 STATE_FILE = "x11.json"
 XAUTHORITY_FILE = "Xauthority"
 CONTAINER_XAUTHORITY = PurePosixPath("/run/sandbox/Xauthority")
-X11_SOCKET_DIR = PurePosixPath("/tmp/.X11-unix")
+X11_SOCKET_DIR = PurePosixPath(x11_display.SOCKET_DIR)  # the same path inside the container
 # 0 = no timer: the server never expires the authorization on its own (Xext/security.c only
 # arms the timer for a non-zero timeout). Revocation at teardown is what ends it.
 UNTRUSTED_TIMEOUT = 0
 
-_DISPLAY_RE = re.compile(r"^(?:unix)?:(\d+)(?:\.\d+)?$")
 # python-xlib reads $XAUTHORITY when it connects; this lock keeps the brief swap atomic.
 _ENV_LOCK = threading.Lock()
 
@@ -53,14 +53,12 @@ class X11Grant:
         return (("DISPLAY", self.display), ("XAUTHORITY", str(self.container_xauthority_path)))
 
 
-def parse_display(display: str) -> int:
+def display_number(display: str) -> int:
     """The display number of a local display (":99", ":99.0", "unix:99"); TCP is refused."""
-    match = _DISPLAY_RE.match(display)
-    if match is None:
-        raise ProviderError(
-            f"display.x11: display {display!r} is not a local display (expected ':N')"
-        )
-    return int(match.group(1))
+    name = x11_display.parse_display(display)
+    if isinstance(name, x11_display.DisplayName) and name.local:
+        return name.number
+    raise ProviderError(f"display.x11: display {display!r} is not a local display (expected ':N')")
 
 
 @contextlib.contextmanager
@@ -158,9 +156,12 @@ class _ErrorLog:
 
 
 class X11Provider:
-    """One instance's X11 grant. Untrusted setups hold a connection until teardown()."""
+    """display.x11 / display.x11-trusted for one instance: the request's X socket and a private
+    Xauthority, both read-only. Untrusted setups hold a connection until teardown()."""
 
-    def __init__(self) -> None:
+    def __init__(self, request: X11CookieRequest) -> None:
+        self.request = request
+        self.name = "display.x11-trusted" if request.trusted else "display.x11"
         self._conn: Any = None
         self._grant: X11Grant | None = None
         self._instance_dir: Path | None = None
@@ -169,38 +170,41 @@ class X11Provider:
     def grant(self) -> X11Grant | None:
         return self._grant
 
-    def setup(
-        self,
-        display: str,
-        user_xauthority: Path | None,
-        instance_dir: Path,
-        container_hostname: str,
-        *,
-        trusted: bool = False,
-        uid: int,
-        gid: int,
-    ) -> X11Grant:
+    def setup(self, ctx: ProviderContext) -> Grant:
+        g = self._make(ctx)
+        return Grant(
+            mounts=(
+                read_only_bind(g.socket_path, g.container_socket_path),
+                read_only_bind(g.xauthority_path, g.container_xauthority_path),
+            ),
+            env=env_vars(g.env),
+            hostname=g.hostname,
+        )
+
+    def _make(self, ctx: ProviderContext) -> X11Grant:
         if self._grant is not None:
             raise ProviderError("display.x11: this provider already holds a grant")
-        number = parse_display(display)
-        socket_path = Path(str(X11_SOCKET_DIR)) / f"X{number}"
+        request = self.request
+        number = display_number(request.display)
+        socket_path = Path(request.socket_path)
         if not socket_path.exists() or not stat.S_ISSOCK(socket_path.stat().st_mode):
             raise ProviderError(f"display.x11: no X socket at {socket_path}")
-        instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        xauthority_path = instance_dir / XAUTHORITY_FILE
+        user_xauthority = Path(request.xauthority) if request.xauthority else None
+        ctx.instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        xauthority_path = ctx.instance_dir / XAUTHORITY_FILE
         authid: int | None = None
-        if trusted:
+        if request.trusted:
             cookie = _user_cookie(user_xauthority, number)
         else:
-            cookie, authid = self._generate_untrusted(display, user_xauthority, number)
-            _write_state(instance_dir, display, authid, _server_identity(socket_path))
-        self._instance_dir = instance_dir
+            cookie, authid = self._generate_untrusted(request.display, user_xauthority, number)
+            _write_state(ctx.instance_dir, request.display, authid, _server_identity(socket_path))
+        self._instance_dir = ctx.instance_dir
         try:
             _write_private(
                 xauthority_path,
-                xauth.encode(_entries_for(number, container_hostname, cookie)),
-                uid,
-                gid,
+                xauth.encode(_entries_for(number, ctx.hostname, cookie)),
+                ctx.uid,
+                ctx.gid,
             )
         except ProviderError:
             self.teardown()
@@ -212,8 +216,8 @@ class X11Provider:
             container_socket_path=X11_SOCKET_DIR / f"X{number}",
             xauthority_path=xauthority_path,
             container_xauthority_path=CONTAINER_XAUTHORITY,
-            hostname=container_hostname,
-            trusted=trusted,
+            hostname=ctx.hostname,
+            trusted=request.trusted,
             authid=authid,
         )
         return self._grant
@@ -315,8 +319,7 @@ def collect(instance_dir: Path, user_xauthority: Path | None) -> bool:
     state = read_state(instance_dir)
     revoked = False
     if state is not None:
-        number = parse_display(state.display)
-        socket_path = Path(str(X11_SOCKET_DIR)) / f"X{number}"
+        socket_path = Path(x11_display.socket_path(display_number(state.display)))
         try:
             same_server = _server_identity(socket_path) == state.server
         except ProviderError:

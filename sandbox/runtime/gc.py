@@ -149,7 +149,7 @@ def sweep_instances(base: Path, report: GcReport) -> tuple[str | None, ...]:
 
 
 def _collect_instance(inst: instances.Instance, report: GcReport) -> None:
-    from sandbox.providers.display import collect_instance
+    from sandbox.providers.registry import collect_instance
 
     s = inst.state
     adapter = DockerAdapter.from_env(s.engine)

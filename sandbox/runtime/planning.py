@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from sandbox.policy.facts import HostFacts
-from sandbox.policy.layers import requested
+from sandbox.policy.layers import (
+    BUILTIN_DEFAULTS,
+    Decision,
+    EffectivePolicy,
+    SitePolicy,
+    merge,
+)
 from sandbox.policy.manifest import Manifest
 from sandbox.policy.plan import LaunchPlan
-from sandbox.policy.vocabulary import Capability
+from sandbox.policy.vocabulary import Capability, Permission
+from sandbox.probes import Resource
+
+# The probe whose facts each capability's rule reads; docker, cgroups and user are always probed.
+PROBE_FOR: Mapping[Capability, Resource] = {
+    Capability.DISPLAY_X11: Resource.X11,
+    Capability.DISPLAY_X11_TRUSTED: Resource.X11,
+    Capability.DISPLAY_WAYLAND: Resource.WAYLAND,
+    Capability.AUDIO_PLAYBACK: Resource.AUDIO,
+    Capability.AUDIO_RECORD: Resource.AUDIO,
+    Capability.GPU: Resource.DEVICES,
+    Capability.WEBCAM: Resource.DEVICES,
+    Capability.GAMEPAD: Resource.DEVICES,
+}
 
 
 def plan_for(
@@ -23,7 +42,6 @@ def plan_for(
     from sandbox.config.catalog import load_catalog
     from sandbox.config.layers import load_override, load_site_policy
     from sandbox.policy import engine
-    from sandbox.policy.layers import BUILTIN_DEFAULTS, merge
 
     catalog = load_catalog()
     site = load_site_policy(site_policy)
@@ -32,22 +50,28 @@ def plan_for(
     return engine.plan(policy, facts, catalog=catalog)
 
 
+def asked(policy: EffectivePolicy) -> frozenset[Permission]:
+    """Every permission the policy has an opinion on: granted, denied or revoked."""
+    return frozenset(
+        e.permission for e in policy.entries if e.decision is not Decision.NOT_REQUESTED
+    )
+
+
+def probes_for(permissions: Iterable[Permission]) -> frozenset[Resource]:
+    return frozenset(
+        PROBE_FOR[p] for p in permissions if isinstance(p, Capability) and p in PROBE_FOR
+    )
+
+
 def probe_for(manifest: Manifest, env: Mapping[str, str] | None = None) -> HostFacts:
     """Probe, concurrently, only what this app's requests need (engine, cgroups, user always).
 
     A skipped probe reads as unavailable with the reason "not requested by this app"; the plan
     reports nothing from it because nothing asked for it. Saves ~100 ms on a trivial app.
     """
-    from sandbox.probes import Resource, probe_host
+    from sandbox.probes import probe_host
 
-    wanted = requested(manifest).all()
-    only = {Resource.DOCKER, Resource.CGROUPS, Resource.USER}
-    if wanted & {Capability.DISPLAY_X11, Capability.DISPLAY_X11_TRUSTED}:
-        only.add(Resource.X11)
-    if Capability.DISPLAY_WAYLAND in wanted:
-        only.add(Resource.WAYLAND)
-    if wanted & {Capability.AUDIO_PLAYBACK, Capability.AUDIO_RECORD}:
-        only.add(Resource.AUDIO)
-    if wanted & {Capability.GPU, Capability.WEBCAM, Capability.GAMEPAD}:
-        only.add(Resource.DEVICES)
-    return probe_host(env, only=frozenset(only))
+    # Defaults < manifest only: what a site denies needs no facts, and the site policy that
+    # plan_for() reads may be another file than the default one.
+    policy = merge(BUILTIN_DEFAULTS, manifest, SitePolicy(), None)
+    return probe_host(env, only=probes_for(asked(policy)))

@@ -231,7 +231,7 @@ def _new_instance(
         image=prepared.image,
         engine=prepared.engine_url,
         uid=plan.hardening.user.uid,
-        xauthority=prepared.facts.x11.xauthority,
+        xauthority=plan.xauthority(),
         providers=[p.name for p in prepared.providers],
         detached=detached,
     )
@@ -260,7 +260,6 @@ def _setup_providers(
         gid=plan.hardening.user.gid,
         hostname=hostname_for(plan.labels.app_id),
         data_home=Path(facts.user.data_home or Path.home() / ".local" / "share"),
-        xauthority=Path(facts.x11.xauthority) if facts.x11.xauthority else None,
     )
     grants: list[Grant] = []
     for provider in prepared.providers:

@@ -19,7 +19,7 @@ from engine_support import (
 )
 
 from sandbox.errors import PolicyError
-from sandbox.policy import engine
+from sandbox.policy import engine, invariants
 from sandbox.policy.facts import CgroupDriver, DeviceFacts, HostFacts, UserFacts
 from sandbox.policy.layers import BUILTIN_DEFAULTS, SitePolicy, UserOverride, merge
 from sandbox.policy.manifest import Manifest
@@ -402,6 +402,6 @@ def test_invariants_reject_tampered_plans(name: str) -> None:
     cat = catalog()
     policy = merge(BUILTIN_DEFAULTS, m, SitePolicy(), None, catalog=cat)
     good = engine.plan(policy, facts, catalog=cat)
-    engine._assert_invariants(good, policy, facts)  # the untampered plan passes
+    invariants.assert_invariants(good, policy, facts)  # the untampered plan passes
     with pytest.raises(PolicyError, match="refusing the launch plan"):
-        engine._assert_invariants(TAMPERS[name](good), policy, facts)
+        invariants.assert_invariants(TAMPERS[name](good), policy, facts)

@@ -11,16 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sandbox.host.udev import UdevRecord, node_sort_key, parse_number
 from sandbox.policy.facts import DeviceNode, NvidiaFacts
 from sandbox.probes import devices
-from sandbox.probes.device_classify import (
-    UdevRecord,
-    classify_gamepads,
-    classify_gpus,
-    classify_webcams,
-    node_sort_key,
-    parse_number,
-)
+from sandbox.probes.device_classify import classify_gamepads, classify_gpus, classify_webcams
 
 
 class FakeAttributes:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.host import xauth
+from sandbox.host import x11_display, xauth
 from sandbox.host.bounded_io import Deadline, Missing
 from sandbox.probes import x11
 
@@ -19,21 +19,21 @@ from sandbox.probes import x11
     [(":99", 99, 0), (":99.0", 99, 0), ("unix:99", 99, 0), (":0.1", 0, 1), ("unix/:7", 7, 0)],
 )
 def test_local_displays(text: str, number: int, screen: int) -> None:
-    name = x11.parse_display(text)
-    assert isinstance(name, x11.DisplayName)
+    name = x11_display.parse_display(text)
+    assert isinstance(name, x11_display.DisplayName)
     assert (name.number, name.screen, name.local) == (number, screen, True)
     assert name.socket_path == f"/tmp/.X11-unix/X{number}"
 
 
 @pytest.mark.parametrize("text", ["localhost:10.0", "remote.example:3", "tcp/box:1", "10.0.0.1:0"])
 def test_hostnames_mean_tcp(text: str) -> None:
-    name = x11.parse_display(text)
-    assert isinstance(name, x11.DisplayName) and not name.local
+    name = x11_display.parse_display(text)
+    assert isinstance(name, x11_display.DisplayName) and not name.local
 
 
 @pytest.mark.parametrize("text", ["", "99", ":x", "host", ":1.a"])
 def test_malformed_displays_are_reasons(text: str) -> None:
-    assert isinstance(x11.parse_display(text), Missing)
+    assert isinstance(x11_display.parse_display(text), Missing)
 
 
 def test_probe_says_tcp_displays_are_not_shared() -> None:

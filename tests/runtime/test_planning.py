@@ -1,0 +1,34 @@
+"""planning: the probes come from the merged policy's asks, one table for every capability."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox.policy.layers import BUILTIN_DEFAULTS, SitePolicy, merge
+from sandbox.policy.manifest import AppInfo, Capabilities, Manifest, StorageSpec
+from sandbox.policy.vocabulary import AudioMode, Capability, DisplayRequest
+from sandbox.probes import Resource
+from sandbox.runtime.planning import PROBE_FOR, asked, probes_for
+
+APP = AppInfo(id="com.example.Game", name="Game", version="1", command=("/bin/game",))
+
+
+def _probes(**capabilities: Any) -> frozenset[Resource]:
+    m = Manifest(app=APP, capabilities=Capabilities(**capabilities))
+    return probes_for(asked(merge(BUILTIN_DEFAULTS, m, SitePolicy(), None)))
+
+
+def test_a_trivial_app_needs_no_optional_probe() -> None:
+    assert _probes() == frozenset()
+    assert _probes(network=True, storage=(StorageSpec("saves", "/data"),)) == frozenset()
+
+
+def test_wayland_or_x11_probes_both_and_record_probes_audio() -> None:
+    assert _probes(display=DisplayRequest.WAYLAND_OR_X11) == {Resource.WAYLAND, Resource.X11}
+    assert _probes(display=DisplayRequest.X11_TRUSTED) == {Resource.X11}
+    assert _probes(audio=frozenset({AudioMode.RECORD})) == {Resource.AUDIO}
+    assert _probes(gamepad=True, webcam=True) == {Resource.DEVICES}
+
+
+def test_every_capability_with_host_facts_has_a_probe() -> None:
+    assert set(PROBE_FOR) == set(Capability) - {Capability.NETWORK}
