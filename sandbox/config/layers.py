@@ -11,13 +11,8 @@ from typing import Any
 from sandbox.errors import PolicyError
 from sandbox.fileutil import write_atomic
 from sandbox.host import names
-from sandbox.policy.layers import (
-    SitePolicy,
-    UserOverride,
-    dump_override,
-    parse_override,
-    parse_site_policy,
-)
+from sandbox.policy.layer_files import dump_override, parse_override, parse_site_policy
+from sandbox.policy.layers import SitePolicy, UserOverride
 
 SITE_POLICY_DIR = Path("/etc/sandbox/policy.d")
 ENV_SITE_POLICY_DIR = "SANDBOX_POLICY_DIR"  # tests and admins may point elsewhere

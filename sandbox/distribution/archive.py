@@ -15,7 +15,7 @@ import posixpath
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Final
+from typing import IO, Any, BinaryIO, Final
 
 from sandbox.errors import BundleError
 
@@ -71,7 +71,7 @@ class ArchiveWriter:
         self._out.write(info.tobuf(format=tarfile.PAX_FORMAT))
 
     def add_stream(
-        self, info: tarfile.TarInfo, src: BinaryIO, keep: Callable[[str], bool]
+        self, info: tarfile.TarInfo, src: IO[bytes], keep: Callable[[str], bool]
     ) -> tuple[str, bool]:
         """Copy a regular member, hashing it; `keep(sha256 hex)` false takes it back out."""
         start = self._out.tell()
@@ -122,6 +122,76 @@ def _name(raw: str) -> str:
     return posixpath.normpath(raw.lstrip("/"))
 
 
+@dataclass(frozen=True)
+class _Copy:
+    """One copy's settings and where it writes; decides each member as it streams by."""
+
+    writer: ArchiveWriter
+    result: CopyResult
+    drop_digest: Callable[[str], bool]
+    drop_name: Callable[[str], bool]
+    prefix: str
+    entries: bool
+
+    def member(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+        name = self.prefix + _name(info.name)
+        if info.isreg():
+            src = tar.extractfile(info)
+            assert src is not None  # a regular member always has a file object
+            self._regular(info, src, name)
+        elif info.issym() or info.islnk():
+            self._link(info, name)
+        elif info.isdir():
+            if self.entries and not self.drop_name(name):
+                info.name = name
+                self.writer.add_entry(info)
+        else:
+            raise BundleError(name, "is a device, fifo or other special file")
+
+    def _regular(self, info: tarfile.TarInfo, src: IO[bytes], name: str) -> None:
+        result = self.result
+        small = info.size <= MAX_SMALL_JSON and name.endswith(".json")
+        if self.drop_name(name):
+            # still read: the caller may need it (manifest.json), a link may name it
+            if small:
+                result.small[name] = src.read()
+                result.digests[name] = hashlib.sha256(result.small[name]).hexdigest()
+            else:
+                result.digests[name] = _hash_member(info, src)
+            return
+        digest, keep = self._small(name, src) if small else self._stream(info, src, name)
+        result.digests[name] = digest
+        result.sizes[digest] = info.size
+        if keep:
+            result.kept.add(name)
+
+    def _small(self, name: str, src: IO[bytes]) -> tuple[str, bool]:
+        data = src.read()
+        digest = hashlib.sha256(data).hexdigest()
+        self.result.small[name] = data
+        keep = not self.drop_digest(digest)
+        if keep:
+            self.writer.add_bytes(name, data)
+        return digest, keep
+
+    def _stream(self, info: tarfile.TarInfo, src: IO[bytes], name: str) -> tuple[str, bool]:
+        copy = tarfile.TarInfo(name)
+        copy.size, copy.mode, copy.mtime = info.size, info.mode, info.mtime
+        return self.writer.add_stream(copy, src, lambda d: not self.drop_digest(d))
+
+    def _link(self, info: tarfile.TarInfo, name: str) -> None:
+        target = (
+            posixpath.join(posixpath.dirname(name), info.linkname)
+            if info.issym()
+            else info.linkname
+        )
+        self.result.links[name] = self.prefix + _name(target)
+        if self.entries and not self.drop_name(name):
+            info.name = name
+            self.writer.add_entry(info)
+            self.result.kept.add(name)
+
+
 def copy_archive(
     chunks: Iterator[bytes],
     writer: ArchiveWriter,
@@ -139,59 +209,12 @@ def copy_archive(
     `prefix` + their name (the names in the result); `entries` false drops every directory and
     link. `stop()` true ends the copy early (the rest is not read)."""
     result = into if into is not None else CopyResult()  # `into`: `stop` may look at it
+    copy = _Copy(writer, result, drop_digest, drop_name, prefix, entries)
     reader = _ChunkReader(chunks, on_read)
     try:
         with tarfile.open(fileobj=reader, mode="r|", bufsize=_TAR_BUFSIZE) as tar:  # type: ignore[call-overload]
             for info in tar:
-                name = prefix + _name(info.name)
-                if info.isreg():
-                    src = tar.extractfile(info)
-                    assert src is not None  # a regular member always has a file object
-                    small = info.size <= MAX_SMALL_JSON and name.endswith(".json")
-                    if drop_name(name):
-                        # still read: the caller may need it (manifest.json), a link may name it
-                        if small:
-                            result.small[name] = src.read()
-                            result.digests[name] = hashlib.sha256(result.small[name]).hexdigest()
-                        else:
-                            result.digests[name] = _hash_member(info, src)
-                        continue
-                    if small:
-                        data = src.read()
-                        digest = hashlib.sha256(data).hexdigest()
-                        result.small[name] = data
-                        keep = not drop_digest(digest)
-                        if keep:
-                            writer.add_bytes(name, data)
-                    else:
-                        copy = tarfile.TarInfo(name)
-                        copy.size, copy.mode, copy.mtime = info.size, info.mode, info.mtime
-
-                        def decide(d: str) -> bool:
-                            return not drop_digest(d)
-
-                        digest, keep = writer.add_stream(copy, src, decide)
-                    result.digests[name] = digest
-                    result.sizes[digest] = info.size
-                    if keep:
-                        result.kept.add(name)
-                elif info.issym() or info.islnk():
-                    target = (
-                        posixpath.join(posixpath.dirname(name), info.linkname)
-                        if info.issym()
-                        else info.linkname
-                    )
-                    result.links[name] = prefix + _name(target)
-                    if entries and not drop_name(name):
-                        info.name = name
-                        writer.add_entry(info)
-                        result.kept.add(name)
-                elif info.isdir():
-                    if entries and not drop_name(name):
-                        info.name = name
-                        writer.add_entry(info)
-                else:
-                    raise BundleError(name, "is a device, fifo or other special file")
+                copy.member(tar, info)
                 if stop is not None and stop():
                     break
     except tarfile.TarError as exc:
@@ -199,7 +222,7 @@ def copy_archive(
     return result
 
 
-def _hash_member(info: tarfile.TarInfo, src: BinaryIO) -> str:
+def _hash_member(info: tarfile.TarInfo, src: IO[bytes]) -> str:
     h = hashlib.sha256()
     while chunk := src.read(_COPY):
         h.update(chunk)

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from sandbox.errors import BundleError, ManifestError
 from sandbox.policy.manifest import Manifest, dump_manifest, parse_manifest
+from sandbox.policy.schema import FieldPath, Reader, is_int, root
 
 HEADER_NAME: Final = "sandbox-bundle.json"
 FORMAT_NAME: Final = "org.sandbox-apps.bundle"
@@ -86,40 +87,35 @@ def _fail(where: str, problem: str) -> BundleError:
     return BundleError(HEADER_NAME, f"{where}: {problem}" if where else problem)
 
 
-def _check_keys(
-    table: Mapping[str, Any], where: str, known: tuple[str, ...], optional: tuple[str, ...] = ()
-) -> None:
-    for key in table:
-        if key not in known and key not in optional:
-            raise _fail(f"{where}{key}", f"unknown key (known: {', '.join(known + optional)})")
-    for key in known:
-        if key not in table:
-            raise _fail(f"{where}{key}", "is required")
+_READ = Reader(fail=_fail, not_table=lambda _value: "must be an object", sort_known=False)
 
 
 def _base(raw: object, kind: BundleKind, layers: list[LayerRecord]) -> BaseRef:
-    if not isinstance(raw, dict):
-        raise _fail("base", "must be an object")
-    _check_keys(raw, "base.", ("name", "id", "diff-ids"))
-    name = raw["name"]
+    where = root("base")
+    table = _READ.table(raw, where)
+    _READ.keys(table, where, ("name", "id", "diff-ids"))
+    name = table["name"]
     if name is not None and (not isinstance(name, str) or not _TAG.fullmatch(name)):
         raise _fail("base.name", f"not an image name: {name!r}")
-    diff_ids = raw["diff-ids"]
+    diff_ids = table["diff-ids"]
     if not isinstance(diff_ids, list) or not 1 <= len(diff_ids) <= MAX_LAYERS:
         raise _fail("base.diff-ids", f"must be a list of 1 to {MAX_LAYERS} layer digests")
     ref = BaseRef(
         name,
-        _digest(raw["id"], "base.id"),
+        _digest(table["id"], "base.id"),
         tuple(_digest(d, f"base.diff-ids[{i}]") for i, d in enumerate(diff_ids)),
     )
-    ours = [r.diff_id for r in layers]
+    _check_base_layers(ref, kind, [r.diff_id for r in layers])
+    return ref
+
+
+def _check_base_layers(ref: BaseRef, kind: BundleKind, ours: list[str]) -> None:
     if kind is BundleKind.THIN and (
         len(ref.diff_ids) >= len(ours) or tuple(ours[: len(ref.diff_ids)]) != ref.diff_ids
     ):
         raise _fail("base.diff-ids", "a thin bundle's base must be a proper prefix of image.layers")
     if kind is BundleKind.DELTA and not any(ref.omits(d) for d in ours):
         raise _fail("base.diff-ids", "a delta shares no layer with the version it applies to")
-    return ref
 
 
 def _digest(value: object, where: str) -> str:
@@ -128,8 +124,7 @@ def _digest(value: object, where: str) -> str:
     return value
 
 
-def parse_header(data: bytes) -> BundleHeader:
-    """The bytes of sandbox-bundle.json -> BundleHeader; every problem names the field."""
+def _document(data: bytes) -> Mapping[str, Any]:
     if len(data) > MAX_HEADER_BYTES:
         raise _fail("", f"is {len(data)} bytes (at most {MAX_HEADER_BYTES})")
     try:
@@ -140,55 +135,74 @@ def parse_header(data: bytes) -> BundleHeader:
         raise _fail("", f"invalid JSON at offset {exc.pos}: {exc.msg}") from None
     if not isinstance(doc, dict):
         raise _fail("", "must hold a JSON object")
-    _check_keys(doc, "", ("format", "format-version", "kind", "manifest", "image"), ("base",))
+    _READ.keys(doc, root(), ("format", "format-version", "kind", "manifest", "image"), ("base",))
+    return doc
+
+
+def _kind(doc: Mapping[str, Any]) -> BundleKind:
+    """The format and version this reads, and the bundle's kind (which decides `base`)."""
     if doc["format"] != FORMAT_NAME:
         raise _fail("format", f"must be {FORMAT_NAME!r}, not {doc['format']!r}")
     version = doc["format-version"]
     if version != FORMAT_VERSION or isinstance(version, bool):
         raise _fail("format-version", f"unsupported version {version!r} (this reads 1)")
-    try:
-        kind = BundleKind(doc["kind"])
-    except ValueError:
-        known = ", ".join(repr(k.value) for k in BundleKind)
-        raise _fail("kind", f"must be one of {known}, not {doc['kind']!r}") from None
+    known = ", ".join(repr(k.value) for k in BundleKind)
+    kind = _READ.choice(
+        doc["kind"], "kind", BundleKind, lambda v: f"must be one of {known}, not {v!r}"
+    )
     if kind.partial != ("base" in doc):
         need = "required" if kind.partial else "not allowed"
         raise _fail("base", f"is {need} when kind is {kind.value!r}")
-    if not isinstance(doc["manifest"], dict):
-        raise _fail("manifest", "must be an object")
+    return kind
+
+
+def _manifest(raw: object) -> Manifest:
+    table = _READ.table(raw, "manifest")
     try:
-        manifest = parse_manifest(doc["manifest"])
+        return parse_manifest(table)
     except ManifestError as exc:
         raise _fail(f"manifest.{exc.field}" if exc.field else "manifest", exc.problem) from None
-    image = doc["image"]
-    if not isinstance(image, dict):
-        raise _fail("image", "must be an object")
-    _check_keys(image, "image.", ("id", "tags", "layers"))
-    tags = image["tags"]
-    if not isinstance(tags, list) or len(tags) > 16:
+
+
+def _tags(raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list) or len(raw) > 16:
         raise _fail("image.tags", "must be a list of at most 16 image names")
-    for i, tag in enumerate(tags):
+    for i, tag in enumerate(raw):
         if not isinstance(tag, str) or not _TAG.fullmatch(tag):
             raise _fail(f"image.tags[{i}]", f"not an image name: {tag!r}")
-    raw_layers = image["layers"]
-    if not isinstance(raw_layers, list) or not 1 <= len(raw_layers) <= MAX_LAYERS:
+    return tuple(raw)
+
+
+def _layers(raw: object) -> list[LayerRecord]:
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_LAYERS:
         raise _fail("image.layers", f"must be a list of 1 to {MAX_LAYERS} layers")
-    layers = []
-    for i, raw in enumerate(raw_layers):
-        where = f"image.layers[{i}]"
-        if not isinstance(raw, dict):
-            raise _fail(where, "must be an object")
-        _check_keys(raw, f"{where}.", ("diff-id", "size"))
-        size = raw["size"]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise _fail(f"{where}.size", f"must be a byte count, not {size!r}")
-        layers.append(LayerRecord(_digest(raw["diff-id"], f"{where}.diff-id"), size))
+    return [_layer(item, root("image", "layers").index(i)) for i, item in enumerate(raw)]
+
+
+def _layer(raw: object, where: FieldPath) -> LayerRecord:
+    table = _READ.table(raw, where)
+    _READ.keys(table, where, ("diff-id", "size"))
+    size = table["size"]
+    if not is_int(size) or size < 0:
+        raise _READ.error(where.key("size"), f"must be a byte count, not {size!r}")
+    return LayerRecord(_digest(table["diff-id"], _READ.render(where.key("diff-id"))), size)
+
+
+def parse_header(data: bytes) -> BundleHeader:
+    """The bytes of sandbox-bundle.json -> BundleHeader; every problem names the field."""
+    doc = _document(data)
+    kind = _kind(doc)
+    manifest = _manifest(doc["manifest"])
+    image = _READ.table(doc["image"], "image")
+    _READ.keys(image, root("image"), ("id", "tags", "layers"))
+    tags = _tags(image["tags"])
+    layers = _layers(image["layers"])
     base = _base(doc["base"], kind, layers) if kind.partial else None
     return BundleHeader(
         manifest=manifest,
         image_id=_digest(image["id"], "image.id"),
         layers=tuple(layers),
-        tags=tuple(tags),
+        tags=tags,
         kind=kind,
         format_version=FORMAT_VERSION,
         base=base,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sandbox.errors import PolicyError
+from sandbox.policy.schema import Reader, root
 from sandbox.policy.vocabulary import Capability, Permission, Risk, Storage
 
 
@@ -25,6 +26,7 @@ MAX_SUMMARY = 200
 MAX_GRANTS = 500
 _REQUIRED: Final = ("title", "summary", "risk", "grants")
 _OPTIONAL: Final = ("implies",)
+_RISKS: Final = {r.label: r for r in Risk}
 
 
 @dataclass(frozen=True)
@@ -98,68 +100,66 @@ def _known_files() -> str:
     return ", ".join(f"{k}.toml" for k in [*map(str, Capability), StorageTemplate.STORAGE.value])
 
 
-def _text(doc: Mapping[str, Any], where: str, key: str, max_len: int, storage: bool) -> str:
-    value = doc[key]
-    if not isinstance(value, str):
-        raise PolicyError(f"{where}: {key}: must be a string")
+def _reader(where: str) -> Reader:
+    """Problems of one capability file: "capabilities/<file>: <key>: <problem>"."""
+
+    def fail(path: str, problem: str) -> PolicyError:
+        return PolicyError(f"{where}: {path}: {problem}" if path else f"{where}: {problem}")
+
+    return Reader(fail=fail, not_table=lambda _value: "must be a table")
+
+
+def _text(read: Reader, doc: Mapping[str, Any], key: str, max_len: int, storage: bool) -> str:
+    value = read.string(doc[key], key, "must be a string")
     if not value.strip() or value != value.strip():
-        raise PolicyError(f"{where}: {key}: must be non-empty without surrounding whitespace")
-    if len(value) > max_len:
-        raise PolicyError(f"{where}: {key}: is {len(value)} characters long (at most {max_len})")
+        raise read.error(key, "must be non-empty without surrounding whitespace")
+    read.length(value, key, max_len)
     if any(ord(c) < 0x20 for c in value):
-        raise PolicyError(f"{where}: {key}: must be one line")
+        raise read.error(key, "must be one line")
     rest = value.replace(NAME_PLACEHOLDER, "") if storage else value
     if "{" in rest or "}" in rest:
         allowed = f"only {NAME_PLACEHOLDER} is allowed" if storage else "no placeholders here"
-        raise PolicyError(f"{where}: {key}: unexpected brace ({allowed})")
+        raise read.error(key, f"unexpected brace ({allowed})")
     return value
 
 
-def _parse_one(where: str, key: CatalogKey, doc: Mapping[str, Any]) -> CapabilityDef:
-    if not isinstance(doc, Mapping):
-        raise PolicyError(f"{where}: must be a table")
-    for k in doc:
-        if k not in _REQUIRED + _OPTIONAL:
-            known = ", ".join(sorted(_REQUIRED + _OPTIONAL))
-            raise PolicyError(f"{where}: {k}: unknown key (known: {known})")
-    for k in _REQUIRED:
-        if k not in doc:
-            raise PolicyError(f"{where}: {k}: is required")
-    storage = key is StorageTemplate.STORAGE
-    raw_risk = doc["risk"]
-    try:
-        risk = Risk[str(raw_risk).upper()] if isinstance(raw_risk, str) else None
-    except KeyError:
-        risk = None
-    if risk is None or raw_risk != risk.label:
-        known = ", ".join(r.label for r in Risk)
-        raise PolicyError(f"{where}: risk: must be one of {known}, not {raw_risk!r}")
-    raw_implies = doc.get("implies", [])
-    if not isinstance(raw_implies, list):
-        raise PolicyError(f"{where}: implies: must be an array of capability names")
+def _risk(read: Reader, raw: object) -> Risk:
+    known = ", ".join(r.label for r in Risk)
+    return read.lookup(raw, "risk", _RISKS, lambda v: f"must be one of {known}, not {v!r}")
+
+
+def _implies(read: Reader, key: CatalogKey, raw: object) -> tuple[Capability, ...]:
+    if not isinstance(raw, list):
+        raise read.error("implies", "must be an array of capability names")
+    known = ", ".join(map(str, Capability))
     implies: list[Capability] = []
-    for i, item in enumerate(raw_implies):
-        try:
-            cap = Capability(item) if isinstance(item, str) else None
-        except ValueError:
-            cap = None
-        if cap is None:
-            known = ", ".join(map(str, Capability))
-            raise PolicyError(
-                f"{where}: implies[{i}]: unknown capability {item!r} (known: {known})"
-            )
+    for i, item in enumerate(raw):
+        where = root("implies").index(i)
+        cap = read.choice(
+            item, where, Capability, lambda v: f"unknown capability {v!r} (known: {known})"
+        )
         if cap == key:
-            raise PolicyError(f"{where}: implies[{i}]: a capability cannot imply itself")
+            raise read.error(where, "a capability cannot imply itself")
         if cap in implies:
-            raise PolicyError(f"{where}: implies[{i}]: duplicate {item!r}")
+            raise read.error(where, f"duplicate {item!r}")
         implies.append(cap)
+    return tuple(implies)
+
+
+def _parse_one(where: str, key: CatalogKey, doc: Mapping[str, Any]) -> CapabilityDef:
+    read = _reader(where)
+    read.table(doc, "")
+    read.keys(doc, root(), _REQUIRED, _OPTIONAL)
+    storage = key is StorageTemplate.STORAGE
+    risk = _risk(read, doc["risk"])
+    implies = _implies(read, key, doc.get("implies", []))
     return CapabilityDef(
         key=key,
-        title=_text(doc, where, "title", MAX_TITLE, storage),
-        summary=_text(doc, where, "summary", MAX_SUMMARY, storage),
+        title=_text(read, doc, "title", MAX_TITLE, storage),
+        summary=_text(read, doc, "summary", MAX_SUMMARY, storage),
         risk=risk,
-        implies=tuple(implies),
-        grants=_text(doc, where, "grants", MAX_GRANTS, storage),
+        implies=implies,
+        grants=_text(read, doc, "grants", MAX_GRANTS, storage),
     )
 
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import enum
-import json
-import math
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from sandbox.errors import PolicyError
 from sandbox.policy.manifest import AppInfo, Manifest, StorageSpec
@@ -20,11 +17,8 @@ from sandbox.policy.vocabulary import (
     Permission,
     Risk,
     Storage,
-    parse_permission,
     permission_sort_key,
 )
-
-LAYER_FORMAT_VERSION = 1
 
 _Num = TypeVar("_Num", int, float, Risk)
 
@@ -287,6 +281,82 @@ class EffectivePolicy:
         return frozenset(e.permission for e in self.entries if e.decision is Decision.GRANTED)
 
 
+@dataclass(frozen=True)
+class _Layers:
+    """The merge's inputs as sets: what is asked for, granted and revoked by the user, denied."""
+
+    asked: PermissionSet
+    grant: frozenset[Permission]
+    revoke: frozenset[Permission]
+    denied: frozenset[Permission]
+    max_risk: Risk | None
+    catalog: CatalogLike | None
+
+    def universe(self) -> set[Permission]:
+        return set(Capability) | self.asked.all() | self.grant | self.revoke
+
+    def _site_denies(self, p: Permission) -> bool:
+        return p in self.denied or (
+            self.max_risk is not None
+            and self.catalog is not None
+            and self.catalog.get(p).risk > self.max_risk
+        )
+
+    def _blocked(self, p: Permission, direct: Callable[[Permission], bool]) -> bool:
+        return direct(p) or any(direct(q) for q in implied(p, self.catalog))
+
+    def decide(self, p: Permission) -> Decision:
+        if p not in self.asked.all() and p not in self.grant:
+            return Decision.NOT_REQUESTED
+        if self._blocked(p, self._site_denies):
+            return Decision.DENIED_BY_SITE
+        if self._blocked(p, self.revoke.__contains__):
+            return Decision.REVOKED_BY_USER
+        return Decision.GRANTED
+
+    def entry(
+        self, p: Permission, decision: Decision, implied_by: Mapping[Permission, Permission]
+    ) -> PolicyEntry:
+        return PolicyEntry(
+            p,
+            decision,
+            # an explicit user grant, or a bigger grant implying it, makes a fallback definite
+            conditional=p in self.asked.fallbacks and p not in self.grant and p not in implied_by,
+            user_granted=p in self.grant and p not in self.asked.all(),
+            implied_by=implied_by.get(p),
+        )
+
+
+def _check_layers(
+    manifest: Manifest, site: SitePolicy, user: UserOverride | None, catalog: CatalogLike | None
+) -> None:
+    app_id = manifest.app.id
+    if user is not None and user.app_id != app_id:
+        raise PolicyError(f"override is for {user.app_id}, not for {app_id}")
+    if site.max_risk is not None and catalog is None:
+        raise PolicyError(
+            f"site policy {', '.join(site.sources) or '(built in)'}: max-risk needs the "
+            "capability catalog"
+        )
+
+
+def _grant_implied(
+    decisions: dict[Permission, Decision], ordered: list[Permission], catalog: CatalogLike | None
+) -> dict[Permission, Permission]:
+    """Grant what the granted ones imply; returns which grant brought each one in."""
+    implied_by: dict[Permission, Permission] = {}
+    for p in ordered:
+        if decisions[p] is not Decision.GRANTED:
+            continue
+        for q in sorted(implied(p, catalog), key=permission_sort_key):
+            # a grantable p implies only grantable q (_Layers.decide), so this never revives
+            # a denied or revoked q
+            if decisions.get(q) is Decision.NOT_REQUESTED:
+                decisions[q] = Decision.GRANTED
+                implied_by.setdefault(q, p)
+    return implied_by
+
+
 def merge(
     defaults: Defaults,
     manifest: Manifest,
@@ -302,64 +372,22 @@ def merge(
     denied or revoked capability never comes back through a bigger one. The site's `max_risk`
     needs `catalog`; without one it fails closed with PolicyError rather than being ignored.
     """
-    app_id = manifest.app.id
-    if user is not None and user.app_id != app_id:
-        raise PolicyError(f"override is for {user.app_id}, not for {app_id}")
-    if site.max_risk is not None and catalog is None:
-        raise PolicyError(
-            f"site policy {', '.join(site.sources) or '(built in)'}: max-risk needs the "
-            "capability catalog"
-        )
-    asked = defaults.permissions.union(requested(manifest))
-    user_grant = user.grant if user else frozenset()
-    user_revoke = user.revoke if user else frozenset()
-    denied = site.denied_for(app_id)
-    universe: set[Permission] = set(Capability) | asked.all() | user_grant | user_revoke
-
-    def site_denies(p: Permission) -> bool:
-        return p in denied or (
-            site.max_risk is not None
-            and catalog is not None
-            and catalog.get(p).risk > site.max_risk
-        )
-
-    def blocked(p: Permission, direct: Callable[[Permission], bool]) -> bool:
-        return direct(p) or any(direct(q) for q in implied(p, catalog))
-
-    decisions: dict[Permission, Decision] = {}
-    implied_by: dict[Permission, Permission] = {}
-    for p in universe:
-        if p not in asked.all() and p not in user_grant:
-            decisions[p] = Decision.NOT_REQUESTED
-        elif blocked(p, site_denies):
-            decisions[p] = Decision.DENIED_BY_SITE
-        elif blocked(p, user_revoke.__contains__):
-            decisions[p] = Decision.REVOKED_BY_USER
-        else:
-            decisions[p] = Decision.GRANTED
-    for p in sorted(universe, key=permission_sort_key):
-        if decisions[p] is not Decision.GRANTED:
-            continue
-        for q in sorted(implied(p, catalog), key=permission_sort_key):
-            # a grantable p implies only grantable q (blocked() above), so this never revives
-            # a denied or revoked q
-            if decisions.get(q) is Decision.NOT_REQUESTED:
-                decisions[q] = Decision.GRANTED
-                implied_by.setdefault(q, p)
-    entries = [
-        PolicyEntry(
-            p,
-            decisions[p],
-            # an explicit user grant, or a bigger grant implying it, makes a fallback definite
-            conditional=p in asked.fallbacks and p not in user_grant and p not in implied_by,
-            user_granted=p in user_grant and p not in asked.all(),
-            implied_by=implied_by.get(p),
-        )
-        for p in sorted(universe, key=permission_sort_key)
-    ]
+    _check_layers(manifest, site, user, catalog)
+    layers = _Layers(
+        asked=defaults.permissions.union(requested(manifest)),
+        grant=user.grant if user else frozenset(),
+        revoke=user.revoke if user else frozenset(),
+        denied=site.denied_for(manifest.app.id),
+        max_risk=site.max_risk,
+        catalog=catalog,
+    )
+    universe = layers.universe()
+    decisions = {p: layers.decide(p) for p in universe}
+    ordered = sorted(universe, key=permission_sort_key)
+    implied_by = _grant_implied(decisions, ordered, catalog)
     return EffectivePolicy(
         app=manifest.app,
-        entries=tuple(entries),
+        entries=tuple(layers.entry(p, decisions[p], implied_by) for p in ordered),
         storage=manifest.capabilities.storage,
         limits=_limits(defaults.limits, manifest, site),
     )
@@ -375,152 +403,4 @@ def _limits(defaults: Limits, manifest: Manifest, site: SitePolicy) -> Limits:
         memory_bytes=min(memory, site.max_memory_bytes or memory),
         cpus=min(cpus, site.max_cpus or cpus),
         pids=min(pids, site.max_pids or pids),
-    )
-
-
-# --- strict TOML forms (parsed dicts in, typed layers out) --------------------------------------
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)(B?)\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parse_size(value: object, where: str) -> int:
-    """Bytes from an integer or a string such as "512MiB", "2G", "4096"; units are binary."""
-    if isinstance(value, bool):
-        raise PolicyError(f"{where}: expected a size such as 2GiB, got a boolean")
-    if isinstance(value, int):
-        size = value
-    elif isinstance(value, str) and (m := _SIZE_RE.match(value)):
-        size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
-    else:
-        raise PolicyError(f"{where}: expected a size such as 2GiB or an integer, got {value!r}")
-    if size <= 0:
-        raise PolicyError(f"{where}: must be greater than zero, got {value!r}")
-    return size
-
-
-def _check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
-    allowed = tuple(allowed)
-    for key in table:
-        if key not in allowed:
-            raise PolicyError(f"{where}{key}: unknown key (known: {', '.join(allowed)})")
-
-
-def _table(value: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise PolicyError(f"{where}: expected a table, got {type(value).__name__}")
-    return value
-
-
-def _permissions(value: object, where: str) -> frozenset[Permission]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise PolicyError(f"{where}: expected a list of capability names")
-    out: set[Permission] = set()
-    for i, text in enumerate(value):
-        try:
-            out.add(parse_permission(text))
-        except PolicyError as exc:
-            raise PolicyError(f"{where}[{i}]: {exc}") from None
-    return frozenset(out)
-
-
-def _version(doc: Mapping[str, Any], where: str) -> None:
-    version = doc.get("version", LAYER_FORMAT_VERSION)
-    if version != LAYER_FORMAT_VERSION or isinstance(version, bool):
-        raise PolicyError(f"{where}version: unsupported version {version!r} (this is 1)")
-
-
-def _positive_number(value: object, where: str, *, integer: bool) -> float:
-    ok_types = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok_types):
-        kind = "an integer" if integer else "a number"
-        raise PolicyError(f"{where}: expected {kind}, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise PolicyError(f"{where}: must be greater than zero, got {value!r}")
-    return value
-
-
-def parse_site_policy(doc: Mapping[str, Any], source: str) -> SitePolicy:
-    """One file of /etc/sandbox/policy.d/ (already TOML-decoded); errors name file and key."""
-    where = f"{source}: "
-    _check_keys(doc, ("version", "deny", "limits", "apps"), where)
-    _version(doc, where)
-    deny: frozenset[Permission] = frozenset()
-    max_risk: Risk | None = None
-    if "deny" in doc:
-        table = _table(doc["deny"], f"{source}: deny")
-        _check_keys(table, ("capabilities", "max-risk"), f"{where}deny.")
-        if "capabilities" in table:
-            deny = _permissions(table["capabilities"], f"{where}deny.capabilities")
-        if "max-risk" in table:
-            max_risk = _parse_risk(table["max-risk"], f"{where}deny.max-risk")
-    limits = _table(doc.get("limits", {}), f"{where}limits")
-    _check_keys(limits, ("max-memory", "max-cpus", "max-pids"), f"{where}limits.")
-    max_memory = (
-        parse_size(limits["max-memory"], f"{where}limits.max-memory")
-        if "max-memory" in limits
-        else None
-    )
-    max_cpus = (
-        float(_positive_number(limits["max-cpus"], f"{where}limits.max-cpus", integer=False))
-        if "max-cpus" in limits
-        else None
-    )
-    max_pids = (
-        int(_positive_number(limits["max-pids"], f"{where}limits.max-pids", integer=True))
-        if "max-pids" in limits
-        else None
-    )
-    per_app: dict[str, frozenset[Permission]] = {}
-    for app_id, value in _table(doc.get("apps", {}), f"{where}apps").items():
-        app_where = f'{where}apps."{app_id}"'
-        table = _table(value, app_where)
-        _check_keys(table, ("deny",), f"{app_where}.")
-        per_app[app_id] = _permissions(table.get("deny", []), f"{app_where}.deny")
-    return SitePolicy(
-        deny=deny,
-        deny_for_app=per_app,
-        max_risk=max_risk,
-        max_memory_bytes=max_memory,
-        max_cpus=max_cpus,
-        max_pids=max_pids,
-        sources=(source,),
-    )
-
-
-def _parse_risk(value: object, where: str) -> Risk:
-    names = {r.label: r for r in Risk}
-    if not isinstance(value, str) or value not in names:
-        raise PolicyError(f"{where}: expected one of {', '.join(names)}, got {value!r}")
-    return names[value]
-
-
-def parse_override(doc: Mapping[str, Any], source: str, app_id: str) -> UserOverride:
-    """One ~/.config/sandbox/overrides/<app-id>.toml (already TOML-decoded)."""
-    where = f"{source}: "
-    _check_keys(doc, ("version", "app-id", "grant", "revoke"), where)
-    _version(doc, where)
-    named = doc.get("app-id", app_id)
-    if named != app_id:
-        raise PolicyError(f"{where}app-id: {named!r} does not match the file's app {app_id!r}")
-    grant = _permissions(doc.get("grant", []), f"{where}grant")
-    revoke = _permissions(doc.get("revoke", []), f"{where}revoke")
-    try:
-        return UserOverride(app_id, grant, revoke)
-    except PolicyError as exc:
-        raise PolicyError(f"{where}{exc}") from None
-
-
-def dump_override(override: UserOverride) -> str:
-    """The TOML text of an override file; parse_override reads it back unchanged."""
-
-    def names(ps: frozenset[Permission]) -> str:
-        return ", ".join(f'"{p}"' for p in sorted(ps, key=permission_sort_key))
-
-    return (
-        "# Your decisions for this app; written by `sandbox override`.\n"
-        f"version = {LAYER_FORMAT_VERSION}\n"
-        f"app-id = {json.dumps(override.app_id)}\n"
-        f"grant = [{names(override.grant)}]\n"
-        f"revoke = [{names(override.revoke)}]\n"
     )

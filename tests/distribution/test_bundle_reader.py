@@ -225,7 +225,7 @@ LONG = "opt/" + "a-long-directory-name/" * 8 + "icon.png"  # > 100 bytes: prefix
 @pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
 @pytest.mark.parametrize("chunk", [1, 511, 512, 4096, 1 << 20])
 def test_layer_scanner_reads_long_names_in_every_format(fmt: int, chunk: int) -> None:
-    from sandbox.distribution.bundle_reader import _LayerScanner
+    from sandbox.distribution.layer_scan import LayerScanner
 
     layer = _tar(
         fmt,
@@ -237,7 +237,7 @@ def test_layer_scanner_reads_long_names_in_every_format(fmt: int, chunk: int) ->
             ("opt/after", b"y" * 700, tarfile.REGTYPE),
         ],
     )
-    scanner = _LayerScanner(LONG, 1 << 20)
+    scanner = LayerScanner(LONG, 1 << 20)
     for i in range(0, len(layer), chunk):
         scanner.feed(layer[i : i + chunk])
     scan = scanner.result()
@@ -245,16 +245,16 @@ def test_layer_scanner_reads_long_names_in_every_format(fmt: int, chunk: int) ->
 
 
 def test_layer_scanner_sees_whiteouts_and_gives_up_on_garbage() -> None:
-    from sandbox.distribution.bundle_reader import _LayerScanner
+    from sandbox.distribution.layer_scan import LayerScanner
 
     hide = _tar(tarfile.PAX_FORMAT, [(f"{LONG.rsplit('/', 1)[0]}/.wh.icon.png", b"", b"0")])
-    scanner = _LayerScanner(LONG, 1 << 20)
+    scanner = LayerScanner(LONG, 1 << 20)
     scanner.feed(hide)
     assert scanner.result().removed and not scanner.result().present
-    garbage = _LayerScanner(LONG, 1 << 20)
+    garbage = LayerScanner(LONG, 1 << 20)
     garbage.feed(b"\x01" * 4096)  # not a tar header
     assert garbage.result() == type(garbage.result())()
     too_big = _tar(tarfile.USTAR_FORMAT, [(LONG, b"z" * 3000, b"0")])
-    small = _LayerScanner(LONG, 1024)
+    small = LayerScanner(LONG, 1024)
     small.feed(too_big)
     assert small.result().present and small.result().icon is None
