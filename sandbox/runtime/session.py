@@ -32,6 +32,7 @@ from sandbox.providers.grant import Grant, Provider, ProviderContext, combine
 from sandbox.providers.storage import app_data_dir
 from sandbox.runtime import instances
 from sandbox.runtime.compile import LaunchTarget, compile, hostname_for
+from sandbox.runtime.container_body import create_body
 from sandbox.runtime.spec import ContainerSpec
 
 if TYPE_CHECKING:
@@ -442,7 +443,7 @@ def _launch(
                 storage_dir=str(app_data_dir(ctx.data_home, app_id)),
             ),
         )
-        cid = adapter.create(spec)
+        cid = adapter.create(create_body(spec), name=spec.name)
         teardown.push("container", lambda: _remove_quietly(adapter, cid))
         instances.promote(inst, cid)
         pumps: list[threading.Thread] = []
