@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.engine.adapter import DockerAdapter
+
 
 @dataclass
 class Seen:
@@ -117,3 +119,10 @@ def _read_body(reader: object, headers: dict[str, str]) -> tuple[bytes, bool]:
             body += reader.read(size)
             reader.readline()
     return b"", True
+
+
+def serve(sock_dir: Path, answers: dict[str, Answer]) -> tuple[FakeEngine, DockerAdapter]:
+    """A started fake engine in `sock_dir` and an adapter pointed at it."""
+    engine = FakeEngine(sock_dir / "e.sock", answers)
+    engine.start()
+    return engine, DockerAdapter.from_env(f"unix://{engine.path}")

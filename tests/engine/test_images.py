@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engine_fake import Answer, FakeEngine
+from engine_fake import Answer, serve
 
 from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import BundleError, LaunchError
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    # short: tmp_path can pass the AF_UNIX path limit
-    with tempfile.TemporaryDirectory(prefix="sbx-", dir="/tmp") as d:
-        yield Path(d)
-
-
-def _engine(sock_dir: Path, answers: dict[str, Answer]) -> tuple[FakeEngine, DockerAdapter]:
-    engine = FakeEngine(sock_dir / "e.sock", answers)
-    engine.start()
-    return engine, DockerAdapter.from_env(f"unix://{engine.path}")
-
 
 LOADED = b'{"stream":"Loaded image: app:1\\n"}\r\n{"stream":"Loaded image ID: sha256:ab\\n"}\r\n'
 ARCHIVE = bytes(range(256)) * 1000
@@ -42,7 +27,7 @@ def _chunks(fail_after: int | None = None) -> Iterator[bytes]:
 def test_load_with_a_size_sends_a_content_length_and_reads_the_progress_stream(
     sock_dir: Path,
 ) -> None:
-    engine, adapter = _engine(sock_dir, {"/v1.41/images/load": Answer(200, LOADED, chunked=True)})
+    engine, adapter = serve(sock_dir, {"/v1.41/images/load": Answer(200, LOADED, chunked=True)})
     with adapter:
         loaded = adapter.images.load_stream(_chunks(), len(ARCHIVE))
     engine.close()
@@ -55,7 +40,7 @@ def test_load_with_a_size_sends_a_content_length_and_reads_the_progress_stream(
 
 
 def test_load_without_a_size_is_chunked(sock_dir: Path) -> None:
-    engine, adapter = _engine(sock_dir, {"/v1.41/images/load": Answer(200, LOADED, chunked=True)})
+    engine, adapter = serve(sock_dir, {"/v1.41/images/load": Answer(200, LOADED, chunked=True)})
     with adapter:
         assert adapter.images.load_stream(_chunks()) == ("app:1", "sha256:ab")
     engine.close()
@@ -67,7 +52,7 @@ def test_load_without_a_size_is_chunked(sock_dir: Path) -> None:
 def test_a_failing_chunk_source_aborts_the_upload_with_its_own_error(
     sock_dir: Path, sized: bool
 ) -> None:
-    engine, adapter = _engine(sock_dir, {"/v1.41/images/load": Answer(200, LOADED, chunked=True)})
+    engine, adapter = serve(sock_dir, {"/v1.41/images/load": Answer(200, LOADED, chunked=True)})
     with adapter, pytest.raises(BundleError, match="digest does not match"):
         adapter.images.load_stream(_chunks(fail_after=3), len(ARCHIVE) if sized else None)
     assert engine.done.wait(5)
@@ -79,14 +64,14 @@ def test_a_failing_chunk_source_aborts_the_upload_with_its_own_error(
 
 def test_an_error_in_the_load_stream_is_a_launch_error(sock_dir: Path) -> None:
     refused = b'{"errorDetail":{"message":"invalid tar header"},"error":"invalid tar header"}\n'
-    engine, adapter = _engine(sock_dir, {"/v1.41/images/load": Answer(200, refused, chunked=True)})
+    engine, adapter = serve(sock_dir, {"/v1.41/images/load": Answer(200, refused, chunked=True)})
     with adapter, pytest.raises(LaunchError, match="refused the archive: invalid tar header"):
         adapter.images.load_stream(_chunks(), len(ARCHIVE))
     engine.close()
 
 
 def test_save_streams_the_archive_in_chunks(sock_dir: Path) -> None:
-    engine, adapter = _engine(
+    engine, adapter = serve(
         sock_dir,
         {"/v1.41/images/app:1/get": Answer(200, ARCHIVE, content_type="application/x-tar")},
     )
@@ -99,7 +84,7 @@ def test_save_streams_the_archive_in_chunks(sock_dir: Path) -> None:
 
 def test_engine_errors_map_to_launch_errors(sock_dir: Path) -> None:
     no_image = Answer(404, b'{"message":"No such image: ghost:1"}')
-    engine, adapter = _engine(
+    engine, adapter = serve(
         sock_dir,
         {
             "/v1.41/images/ghost:1": no_image,
@@ -160,7 +145,7 @@ def test_no_engine_is_cannot_reach_naming_the_endpoint(sock_dir: Path) -> None:
 def test_an_engine_hanging_up_mid_upload_is_a_launch_error(sock_dir: Path, sized: bool) -> None:
     big = ARCHIVE * 64  # far more than the socket buffers hold
     refused = Answer(500, b'{"message":"archive refused"}', early=True)
-    engine, adapter = _engine(sock_dir, {"/v1.41/images/load": refused})
+    engine, adapter = serve(sock_dir, {"/v1.41/images/load": refused})
     chunks = (big[i : i + 65536] for i in range(0, len(big), 65536))
     with adapter, pytest.raises(LaunchError, match="load image"):
         adapter.images.load_stream(chunks, len(big) if sized else None)
