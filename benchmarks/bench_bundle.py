@@ -5,8 +5,9 @@ BASE's filesystem re-imported as one fresh layer (so no other local image shares
 demo app's manifest as labels; every load starts with that image removed, so both sides do the full
 work. Install is verify + load (what `sandbox install --yes` does, without the prompt); its runs
 alternate with `docker load -i`'s so that the host's drift falls on both sides.
---before REV also times export and install through sandbox/engine/adapter.py as it was
-at git revision REV (only that module; everything else is this tree's), in the same run.
+--before REV also times export and install through the image client as it was at git revision
+REV (sandbox/engine/images.py, or sandbox/engine/adapter.py before the engine package was
+split; only that module, everything else is this tree's), in the same run.
 """
 
 from __future__ import annotations
@@ -53,17 +54,44 @@ def timed_interleaved(
     return [statistics.median(s) for s in samples]
 
 
-def adapter_at(rev: str) -> Any:
-    """A DockerAdapter from docker_adapter.py as it was at `rev`."""
+def _module_at(rev: str, path: str) -> types.ModuleType | None:
+    """The module `path` as at `rev`, run here (its imports are this tree's); None if absent."""
     root = Path(__file__).resolve().parent.parent
-    source = subprocess.run(
-        ["git", "-C", str(root), "show", f"{rev}:sandbox/engine/adapter.py"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    module = types.ModuleType("_docker_adapter_before")
+    done = subprocess.run(
+        ["git", "-C", str(root), "show", f"{rev}:{path}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return None
+    module = types.ModuleType(f"_before_{Path(path).stem}")
     sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{rev}:sandbox/engine/adapter.py", "exec"), module.__dict__)
-    return module.DockerAdapter.from_env()
+    exec(compile(done.stdout, f"{rev}:{path}", "exec"), module.__dict__)
+    return module
+
+
+class _FlatImages:
+    """The image calls of a one-file adapter (before sandbox/engine was split) by today's names."""
+
+    def __init__(self, adapter: Any) -> None:
+        self._adapter = adapter
+
+    def __getattr__(self, name: str) -> Any:
+        flat = {"ids": "image_ids", "running_containers_of": "running_containers_of"}
+        return getattr(self._adapter, flat.get(name, f"image_{name}"))
+
+
+def adapter_at(rev: str) -> Any:
+    """An adapter whose `.images` is the image client of `rev` (sandbox/engine/images.py, or
+    the whole sandbox/engine/adapter.py at revisions before the split)."""
+    from sandbox.engine.adapter import DockerAdapter
+
+    now = DockerAdapter.from_env()
+    images = _module_at(rev, "sandbox/engine/images.py")
+    if images is not None:
+        return types.SimpleNamespace(images=images.ImageClient(now.images.base_url, now.url))
+    module = _module_at(rev, "sandbox/engine/adapter.py")
+    assert module is not None, f"{rev} has no sandbox/engine/adapter.py"
+    return types.SimpleNamespace(images=_FlatImages(module.DockerAdapter.from_env()))
 
 
 def build_unique(base: str, tag: str) -> None:
@@ -121,7 +149,7 @@ def main() -> None:
 
             def install(through: Any = adapter) -> None:
                 bundle = verify_bundle(sbx)
-                through.image_load_stream(stream_verified(bundle), bundle.size)
+                through.images.load_stream(stream_verified(bundle), bundle.size)
 
             sides: list[Callable[[], object]] = [
                 lambda: subprocess.run(

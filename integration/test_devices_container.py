@@ -46,6 +46,7 @@ from sandbox.providers.devices import (
 )
 from sandbox.providers.grant import Grant, ProviderContext
 from sandbox.runtime.compile import LaunchTarget, compile
+from sandbox.runtime.container_body import create_body
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +116,7 @@ def run_plan(docker_client_url: str, tools_image: str) -> Iterator[Callable[[Lau
 
     def run(plan: LaunchPlan) -> Running:
         spec = compile(plan, Grant(), LaunchTarget(tools_image, "test:0", "/nonexistent"))
-        cid = adapter.create(spec)
+        cid = adapter.create(create_body(spec), name=spec.name)
         started.append((cid, plan))
         adapter.start(cid)
         info = adapter.inspect(cid)

@@ -466,24 +466,24 @@ def test_thin_install_on_podman(
         DockerAdapter.from_env(env["DOCKER_HOST"]) as dock,
         DockerAdapter.from_env(podman_client_url) as podman,
     ):
-        had_base = podman.image_details(base_id) is not None
+        had_base = podman.images.details(base_id) is not None
         if not had_base:
-            podman.image_load_stream(dock.image_save_stream(base_id))
-        assert podman.image_details(base_id) is not None
+            podman.images.load_stream(dock.images.save_stream(base_id))
+        assert podman.images.details(base_id) is not None
         pod_env = dict(env, DOCKER_HOST=podman_client_url)
         try:
             out = sandbox(pod_env, "install", "--yes", str(thin))
             assert out.returncode == 0, out.stdout + out.stderr
             assert record(pod_env)["image-id"] == image_v1
-            loaded = podman.image_details(image_v1)
+            loaded = podman.images.details(image_v1)
             assert loaded is not None
             assert loaded.diff_ids == tuple(diff_ids(versions["v1"]))
         finally:
             sandbox(pod_env, "uninstall", APP)
-            if podman.image_details(image_v1) is not None:
-                podman.image_remove(image_v1)
+            if podman.images.details(image_v1) is not None:
+                podman.images.remove(image_v1)
             if not had_base:
-                podman.image_remove(base_id)
+                podman.images.remove(base_id)
 
 
 def test_list_disk_json_counts_shared_base_bytes(

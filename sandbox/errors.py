@@ -32,6 +32,25 @@ class LaunchError(SandboxError):
     """The engine refused or failed to create, start or stop a container."""
 
 
+class UnavailableError(SandboxError):
+    """A host component the command needs is missing or does not answer (the container engine,
+    a display server, a cgroup hierarchy): the input was fine, the host is not ready for it."""
+
+
+class EngineUnavailableError(UnavailableError, LaunchError):
+    """No container engine to talk to: no endpoint resolved, or nothing listening there.
+
+    Also a LaunchError, so every caller that handles the engine's failures handles this one.
+    """
+
+
+class ComponentUnavailableError(UnavailableError, ProviderError):
+    """A host component a provider needs at launch is absent (no X socket, no cgroup hierarchy).
+
+    Also a ProviderError, so every caller that handles a provider's failures handles this one.
+    """
+
+
 class BundleError(SandboxError):
     """An app bundle file is malformed or hostile; the message names the member."""
 

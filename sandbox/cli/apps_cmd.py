@@ -71,7 +71,7 @@ def _disk(apps: tuple[InstalledApp, ...], args: argparse.Namespace) -> int:
     from sandbox.engine.adapter import DockerAdapter
 
     with DockerAdapter.from_env(args.docker_host) as adapter:
-        usage = {u.id: u for u in adapter.disk_usage()}
+        usage = {u.id: u for u in adapter.images.disk_usage()}
     rows: list[dict[str, Any]] = []
     for a in apps:
         u = usage.get(a.image_id)

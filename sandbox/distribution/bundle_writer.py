@@ -93,7 +93,7 @@ def export_image(
     adapter: DockerAdapter, ref: str, out_path: Path, progress: Progress | None = None
 ) -> ExportResult:
     """Write the image `ref` as a bundle at `out_path` (atomically: a failure leaves nothing)."""
-    details = adapter.image_details(ref)
+    details = adapter.images.details(ref)
     if details is None:
         raise LaunchError(f"image {ref} not found")
     manifest = manifest_from_labels(details.labels)
@@ -112,7 +112,7 @@ def export_image(
     with _bundle_file(out_path) as out:
         out.write(info.tobuf(format=tarfile.PAX_FORMAT))
         out.write(header_bytes + b"\0" * (-len(header_bytes) % _BLOCK))
-        tee = _Tee(adapter.image_save_stream(save_ref), out, progress, details.size)
+        tee = _Tee(adapter.images.save_stream(save_ref), out, progress, details.size)
         sizes, manifest_json = _member_sizes(tee)
         tee.drain()
         layers = _layers(manifest_json, sizes, details)
@@ -206,7 +206,7 @@ def partial_base(
     adapter: DockerAdapter, details: ImageDetails, kind: BundleKind, base_ref: str
 ) -> BaseRef:
     """The base reference a thin or delta bundle of `details` records, checked against it."""
-    base = adapter.image_details(base_ref)
+    base = adapter.images.details(base_ref)
     if base is None:
         raise LaunchError(f"image {base_ref} not found")
     ref = BaseRef(_base_name(base_ref, base), base.id, base.diff_ids)
@@ -245,7 +245,7 @@ def export_partial(
 ) -> ExportResult:
     """Write `ref` as a thin bundle (the layers above `base_ref`) or a delta (the layers the
     older version `base_ref` lacks); the header records the base. Atomic, as export_image."""
-    details = adapter.image_details(ref)
+    details = adapter.images.details(ref)
     if details is None:
         raise LaunchError(f"image {ref} not found")
     manifest = manifest_from_labels(details.labels)
@@ -271,7 +271,7 @@ def export_partial(
                 progress(done, max(done, details.size))
 
         copied = archive.copy_archive(
-            adapter.image_save_stream(save_ref),
+            adapter.images.save_stream(save_ref),
             writer,
             drop_digest=lambda d: d in omit,
             on_read=on_read,

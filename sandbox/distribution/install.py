@@ -76,7 +76,7 @@ def _check_tags(adapter: DockerAdapter, bundle: VerifiedBundle) -> None:
     """A bundle may not move a local name away from an image of another app (or the base)."""
     app_id = bundle.header.manifest.app.id
     for tag in bundle.header.tags:
-        current = adapter.image_details(tag)
+        current = adapter.images.details(tag)
         if current is None or current.id == bundle.header.image_id:
             continue
         try:
@@ -109,7 +109,7 @@ def preview_install(
     manifest = bundle.header.manifest
     _check_tags(adapter, bundle)
     source = None
-    if bundle.header.base is not None and adapter.image_details(bundle.header.image_id) is None:
+    if bundle.header.base is not None and adapter.images.details(bundle.header.image_id) is None:
         needed = tuple(r.diff_id for r in bundle.header.omitted)
         source = find_source(adapter, bundle.header.base, needed).id
     host = facts if facts is not None else probe_for(manifest)
@@ -117,7 +117,7 @@ def preview_install(
     previous = load_installed(manifest.app.id, data_home)
     if previous is None:
         return InstallPreview(bundle, plan, InstallAction.INSTALL, None, (), host, source)
-    if previous.image_id == bundle.header.image_id and adapter.image_details(previous.image_id):
+    if previous.image_id == bundle.header.image_id and adapter.images.details(previous.image_id):
         return InstallPreview(bundle, plan, InstallAction.SAME, previous, (), host, source)
     added = adds_permissions(previous.manifest, manifest)
     return InstallPreview(bundle, plan, InstallAction.UPDATE, previous, added, host, source)
@@ -150,21 +150,21 @@ def drop_unused_image(adapter: DockerAdapter, app: InstalledApp, data_home: Path
             in_use.add(a.image_id)
             if a.previous is not None:
                 in_use.add(a.previous.image_id)
-    if app.image_id in in_use or adapter.running_containers_of(app.image_id):
+    if app.image_id in in_use or adapter.images.running_containers_of(app.image_id):
         return None
-    details = adapter.image_details(app.image_id)
+    details = adapter.images.details(app.image_id)
     if details is None:
         return None
     for tag in details.tags:
         if tag in app.tags:
-            adapter.image_remove(tag)
-    left = adapter.image_details(app.image_id)
+            adapter.images.remove(tag)
+    left = adapter.images.details(app.image_id)
     if left is not None:
         if left.tags:
             # Names the app never had (the user's own tag, another install of the same image):
             # removing by id would delete the last of them with it, so the image stays.
             return None
-        adapter.image_remove(app.image_id)
+        adapter.images.remove(app.image_id)
     return app.image_id
 
 
@@ -215,9 +215,9 @@ def _load_for_commit(
     if preview.action is InstallAction.SAME:
         return False, []
     header = preview.bundle.header
-    loaded_here = adapter.image_details(header.image_id) is None
+    loaded_here = adapter.images.details(header.image_id) is None
     outcome = load_verified(adapter, preview, progress=progress, mode=partial_load)
-    loaded = adapter.image_details(header.image_id)
+    loaded = adapter.images.details(header.image_id)
     if loaded is None:
         raise LaunchError(f"the engine did not keep image {header.image_id} after loading")
     notes: list[str] = []
@@ -290,12 +290,12 @@ def _unload(adapter: DockerAdapter, header: BundleHeader) -> None:
     """Best effort: take back an image loaded for an install that did not go through."""
     try:
         for tag in header.tags:
-            current = adapter.image_details(tag)
+            current = adapter.images.details(tag)
             if current is not None and current.id == header.image_id:
-                adapter.image_remove(tag)
-        left = adapter.image_details(header.image_id)
+                adapter.images.remove(tag)
+        left = adapter.images.details(header.image_id)
         if left is not None and not left.tags:  # by id only when no other name holds it
-            adapter.image_remove(header.image_id)
+            adapter.images.remove(header.image_id)
     except LaunchError:
         pass  # the caller's error says what went wrong; a leftover image is only disk
 
@@ -327,7 +327,7 @@ def load_verified(
     """Send the verified file to the engine; a partial one through partial.load_partial."""
     bundle = preview.bundle
     if bundle.header.base is None or preview.base_source is None:
-        adapter.image_load_stream(stream_verified(bundle, progress), bundle.size)
+        adapter.images.load_stream(stream_verified(bundle, progress), bundle.size)
         return None
     diff_ids = tuple(r.diff_id for r in bundle.header.layers)
     return load_partial(

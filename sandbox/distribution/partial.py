@@ -53,8 +53,8 @@ def find_source(adapter: DockerAdapter, base: BaseRef, needed: tuple[str, ...]) 
     candidates: list[str] = [base.image_id]
     if base.name:
         candidates.append(base.name)
-    for ref in [*candidates, *adapter.image_ids()]:
-        details = adapter.image_details(ref)
+    for ref in [*candidates, *adapter.images.ids()]:
+        details = adapter.images.details(ref)
         if details is None or details.id in tried:
             continue
         tried.add(details.id)
@@ -140,14 +140,14 @@ def load_partial(
     refusal: str | None = None
     if mode is PartialLoad.AUTO:
         try:
-            adapter.image_load_stream(open_partial(), size)
+            adapter.images.load_stream(open_partial(), size)
             return LoadOutcome(LoadMethod.DIRECT, None)
         except LaunchError as exc:
             refusal = str(exc)
     with tempfile.TemporaryDirectory(prefix="sandbox-rebuild-", dir=workdir) as tmp:
         full = Path(tmp) / "image.tar"
         length = reconstruct(
-            open_partial(), adapter.image_save_stream(source_ref), diff_ids, full, source_ref
+            open_partial(), adapter.images.save_stream(source_ref), diff_ids, full, source_ref
         )
 
         def chunks() -> Iterator[bytes]:
@@ -156,7 +156,7 @@ def load_partial(
                     yield chunk
 
         try:
-            adapter.image_load_stream(chunks(), length)
+            adapter.images.load_stream(chunks(), length)
         except LaunchError as exc:
             if refusal is None:
                 raise

@@ -84,7 +84,7 @@ def find_old_base(
     """The base the app sits on: --from when given, else the recorded one, else the local
     image whose layers are the longest proper prefix of the app's."""
     if from_ref is not None:
-        d = adapter.image_details(from_ref)
+        d = adapter.images.details(from_ref)
         if d is None:
             raise BundleError("--from", f"image {from_ref} not found")
         if not sits_on(app.diff_ids, d.diff_ids):
@@ -98,8 +98,8 @@ def find_old_base(
             return base, source
     # Ties (several local images with the same layers) go to one that is not itself an app.
     best: tuple[int, bool, ImageDetails] | None = None
-    for image_id in adapter.image_ids():
-        d = adapter.image_details(image_id)
+    for image_id in adapter.images.ids():
+        d = adapter.images.details(image_id)
         if d is None or d.id == app.id or not sits_on(app.diff_ids, d.diff_ids):
             continue
         score = (len(d.diff_ids), LABEL_MANIFEST not in d.labels, d)
@@ -263,7 +263,7 @@ def build_rebased_archive(
         # The engine streams the whole image, base layers included; stop reading once the
         # app's layers and its config have gone by (member order is the engine's, not ours).
         archive.copy_archive(
-            adapter.image_save_stream(app.id),
+            adapter.images.save_stream(app.id),
             writer,
             drop_digest=drop,
             drop_name=lambda n: n.endswith(".json") or n in archive.IMAGE_LEVEL,
@@ -352,16 +352,16 @@ def rebase(
 ) -> RebaseResult:
     """Put APP's own layers on `onto`, check it runs, and switch to it (previous kept)."""
     record = installed_or_fail(app_id, data_home)
-    app = adapter.image_details(record.image_id)
+    app = adapter.images.details(record.image_id)
     if app is None:
         raise BundleError(app_id, f"its image {record.image_id[:19]} is not in the engine")
-    new = adapter.image_details(onto)
+    new = adapter.images.details(onto)
     if new is None:
         raise BundleError("--onto", f"image {onto} not found")
     old, old_from = find_old_base(adapter, record, app, from_ref)
-    old_details = adapter.image_details(old.image_id)
+    old_details = adapter.images.details(old.image_id)
     old_labels = old_details.labels if old_details is not None else app.labels
-    platforms = [adapter.image_platform(r) for r in (new.id, app.id)]
+    platforms = [adapter.images.platform(r) for r in (new.id, app.id)]
     new_p, app_p = (
         f"{p.os}/{p.architecture}{'/' + p.variant if p.variant else ''}" if p else "?"
         for p in platforms
@@ -372,7 +372,7 @@ def rebase(
         onto if onto in new.tags else (new.tags[0] if new.tags else None), new.id, new.diff_ids
     )
     new_rows = base_history(
-        adapter.image_history(new.id), len(new.diff_ids), new_ref.name or new.id[:19]
+        adapter.images.history(new.id), len(new.diff_ids), new_ref.name or new.id[:19]
     )
     # The old base's own history is not used: an image found by its layers may carry extra
     # metadata rows (a LABEL) the app never had; the rows are cut after its last layer's row.
@@ -406,14 +406,14 @@ def rebase(
             workdir=workdir,
         )
     seconds = time.monotonic() - t0
-    loaded = adapter.image_details(new_id)
+    loaded = adapter.images.details(new_id)
     if loaded is None:
         raise LaunchError(f"the engine did not keep the rebased image {new_id[:19]}")
     if loaded.diff_ids[len(new.diff_ids) :] != app_layers:
         raise LaunchError("the rebased image's app layers differ from the app's")
     smoke = smoke_check(tag, record.manifest.app.smoke, smoke_timeout_s, engine_url)
     if not smoke.passed:
-        adapter.image_remove(tag)
+        adapter.images.remove(tag)
         raise LaunchError(
             f"the rebased image failed its smoke check ({smoke.detail}); "
             f"{app_id} still runs {record.image_id[:19]}"

@@ -45,7 +45,7 @@ def wait_until_idle(
     """Return once no container runs `app`'s image; wait up to `wait_s`, then refuse."""
     deadline = clock() + wait_s
     while True:
-        running = adapter.running_containers_of(app.image_id)
+        running = adapter.images.running_containers_of(app.image_id)
         if not running:
             return
         if clock() >= deadline:
@@ -134,7 +134,7 @@ def rollback(
     previous = current.previous
     if previous is None:
         raise BundleError(app_id, "has no previous version to roll back to")
-    if adapter.image_details(previous.image_id) is None:
+    if adapter.images.details(previous.image_id) is None:
         raise BundleError(app_id, f"the previous version's image {previous.image_id[:19]} is gone")
     wait_until_idle(adapter, current, wait_s)
     restored = dataclasses.replace(

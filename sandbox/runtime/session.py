@@ -22,6 +22,7 @@ from sandbox.providers.storage import app_data_dir
 from sandbox.runtime import app_cgroup, instances, supervisor
 from sandbox.runtime.app_lock import AppLock
 from sandbox.runtime.compile import LaunchTarget, compile, hostname_for
+from sandbox.runtime.container_body import create_body
 from sandbox.runtime.prepare import Prepared
 from sandbox.runtime.spec import ContainerSpec
 
@@ -297,7 +298,7 @@ def _run_container(
             storage_dir=str(app_data_dir(ctx.data_home, ctx.app_id)),
         ),
     )
-    cid = adapter.create(spec)
+    cid = adapter.create(create_body(spec), name=spec.name)
     teardown.push("container", lambda: _remove_quietly(adapter, cid))
     instances.promote(inst, cid)
     pumps = _attach_stdio(adapter, cid, stdio, teardown)

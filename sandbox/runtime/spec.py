@@ -16,7 +16,7 @@ from sandbox.policy.plan import (
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    """Everything the engine is told about one instance; the adapter maps it to the Engine API.
+    """Everything the engine is told about one instance; container_body maps it to the Engine API.
 
     Fields mirror the plan's directives one to one so a reviewer can compare them; nothing here
     is free-form (no kwargs dicts, no raw docker option strings).

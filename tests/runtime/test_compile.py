@@ -7,7 +7,6 @@ import posixpath
 
 import pytest
 
-from sandbox.engine.adapter import create_body
 from sandbox.errors import LaunchError
 from sandbox.host.names import LABEL_APP_ID, LABEL_MANAGED
 from sandbox.policy.manifest import AppInfo
@@ -28,6 +27,7 @@ from sandbox.policy.plan import (
 from sandbox.policy.vocabulary import Capability
 from sandbox.providers.grant import Grant, combine
 from sandbox.runtime.compile import LaunchTarget, compile, hostname_for
+from sandbox.runtime.container_body import create_body
 
 APP_ID = "com.example.Game"
 
