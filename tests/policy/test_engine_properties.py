@@ -27,7 +27,14 @@ from hypothesis import strategies as st
 from sandbox.errors import LaunchError
 from sandbox.policy import engine
 from sandbox.policy.facts import HostFacts
-from sandbox.policy.layers import BUILTIN_DEFAULTS, Decision, SitePolicy, UserOverride, merge
+from sandbox.policy.layers import (
+    BUILTIN_DEFAULTS,
+    Decision,
+    EffectivePolicy,
+    SitePolicy,
+    UserOverride,
+    merge,
+)
 from sandbox.policy.manifest import MAX_MEMORY, MIN_MEMORY, Manifest
 from sandbox.policy.manifest import Limits as AskedLimits
 from sandbox.policy.plan import (
@@ -179,15 +186,9 @@ def _run(m: Manifest, site: SitePolicy, user: UserOverride | None, facts: HostFa
     return policy, engine.plan(policy, facts, catalog=cat)
 
 
-@settings(max_examples=300, deadline=None)
-@given(manifests, sites, overrides, hosts)
-def test_guarantees(
-    m: Manifest, site: SitePolicy, user: UserOverride | None, facts: HostFacts
-) -> None:
-    policy, plan = _run(m, site, user, facts)
+def _check_hardening(plan: LaunchPlan, facts: HostFacts) -> None:
     h = plan.hardening
     granted = plan.granted()
-
     # the baseline is in every plan; only `network` varies, and only with the capability
     assert dataclasses.replace(h, network=NetworkMode.NONE) == baseline_hardening(h.user)
     assert h.network in (NetworkMode.NONE, NetworkMode.BRIDGE)
@@ -209,6 +210,8 @@ def test_guarantees(
         assert (dev.path, dev.major, dev.minor) in allowed[dev.capability]
         assert "m" not in dev.permissions
 
+
+def _check_limits(plan: LaunchPlan, m: Manifest, site: SitePolicy) -> None:
     # limits are always there, positive, and never past a site cap
     lim = plan.limits
     assert isinstance(lim, Limits)
@@ -223,7 +226,10 @@ def test_guarantees(
         wanted = default if asked is None else asked
         assert value == (wanted if cap is None else min(wanted, cap))
 
-    # denied or revoked never comes back; unavailable grants stay listed
+
+def _check_denials(plan: LaunchPlan, site: SitePolicy, user: UserOverride | None) -> None:
+    # denied or revoked never comes back
+    granted = plan.granted()
     site_denied = site.denied_for(APP_ID)
     for p in PERMISSIONS:
         status = plan.status(p)
@@ -235,6 +241,10 @@ def test_guarantees(
             assert p not in granted
             if status is not None:
                 assert status.state is not GrantState.GRANTED
+
+
+def _check_statuses(policy: EffectivePolicy, plan: LaunchPlan) -> None:
+    # unavailable grants stay listed
     for entry in policy.entries:
         status = plan.status(entry.permission)
         assert status is not None, entry.permission
@@ -247,12 +257,28 @@ def test_guarantees(
         else:
             assert status.state.value == entry.decision.value
 
+
+def _check_requests(plan: LaunchPlan) -> None:
     # a trusted X cookie only with display.x11-trusted granted
+    granted = plan.granted()
     for r in plan.requests:
         if getattr(r, "trusted", False):
             assert Capability.DISPLAY_X11_TRUSTED in granted
         if getattr(r, "record", False):
             assert Capability.AUDIO_RECORD in granted
+
+
+@settings(max_examples=300, deadline=None)
+@given(manifests, sites, overrides, hosts)
+def test_guarantees(
+    m: Manifest, site: SitePolicy, user: UserOverride | None, facts: HostFacts
+) -> None:
+    policy, plan = _run(m, site, user, facts)
+    _check_hardening(plan, facts)
+    _check_limits(plan, m, site)
+    _check_denials(plan, site, user)
+    _check_statuses(policy, plan)
+    _check_requests(plan)
 
 
 @settings(max_examples=100, deadline=None)

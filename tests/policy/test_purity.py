@@ -100,51 +100,73 @@ def _absolute(node: ast.ImportFrom, package: str) -> str | None:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _import_problems(node: ast.Import) -> list[str]:
+    return [f"imports {a.name}" for a in node.names if not _allowed_module(a.name)]
+
+
+def _import_from_problems(node: ast.ImportFrom, package: str) -> list[str]:
+    module = _absolute(node, package)
+    if module is None:
+        return [f"relative import above the top package (level {node.level})"]
+    found: list[str] = []
+    for alias in node.names:
+        # `from sandbox import x` / `from sandbox.policy import x`: x is the module.
+        full = f"{module}.{alias.name}"
+        if module == "posixpath" and alias.name in POSIXPATH_IO:
+            found.append(f"imports posixpath.{alias.name}")
+        elif not (_allowed_module(module) and module not in ("sandbox", "")) and not (
+            module in ("sandbox", "sandbox.policy", "sandbox.host") and _allowed_module(full)
+        ):
+            found.append(f"imports {full} (from {module or '.'})")
+    return found
+
+
+def _call_problems(node: ast.Call) -> list[str]:
+    func = node.func
+    if isinstance(func, ast.Name) and func.id in FORBIDDEN_CALLS:
+        return [f"calls {func.id}()"]
+    return []
+
+
+def _attribute_problems(node: ast.Attribute) -> list[str]:
+    # Attributes, not only calls: `check = posixpath.exists` is as bad as calling it.
+    if not isinstance(node.value, ast.Name):
+        return []
+    if node.value.id == "posixpath" and node.attr in POSIXPATH_IO:
+        return [f"uses posixpath.{node.attr}"]
+    if node.value.id == "builtins" and node.attr in FORBIDDEN_CALLS:
+        return [f"uses builtins.{node.attr}"]
+    return []
+
+
+def _name_problems(node: ast.Name) -> list[str]:
+    if node.id in ("builtins", "__builtins__") and isinstance(node.ctx, ast.Load):
+        return [f"uses {node.id}"]
+    return []
+
+
+def _node_problems(node: ast.AST, package: str) -> list[str]:
+    if isinstance(node, ast.Import):
+        return _import_problems(node)
+    if isinstance(node, ast.ImportFrom):
+        return _import_from_problems(node, package)
+    if isinstance(node, ast.Call):
+        return _call_problems(node)
+    if isinstance(node, ast.Attribute):
+        return _attribute_problems(node)
+    if isinstance(node, ast.Name):
+        return _name_problems(node)
+    return []
+
+
 def _violations(path: Path, package: str | None = None) -> list[str]:
     package = package or _package_of(path)
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    found: list[str] = []
-
-    def bad(node: ast.AST, what: str) -> None:
-        found.append(f"{path.name}:{getattr(node, 'lineno', 0)}: {what}")
-
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if not _allowed_module(alias.name):
-                    bad(node, f"imports {alias.name}")
-        elif isinstance(node, ast.ImportFrom):
-            module = _absolute(node, package)
-            if module is None:
-                bad(node, f"relative import above the top package (level {node.level})")
-                continue
-            for alias in node.names:
-                # `from sandbox import x` / `from sandbox.policy import x`: x is the module.
-                full = f"{module}.{alias.name}"
-                if module == "posixpath" and alias.name in POSIXPATH_IO:
-                    bad(node, f"imports posixpath.{alias.name}")
-                elif not (_allowed_module(module) and module not in ("sandbox", "")) and not (
-                    module in ("sandbox", "sandbox.policy", "sandbox.host")
-                    and _allowed_module(full)
-                ):
-                    bad(node, f"imports {full} (from {module or '.'})")
-        elif isinstance(node, ast.Call):
-            func = node.func
-            if isinstance(func, ast.Name) and func.id in FORBIDDEN_CALLS:
-                bad(node, f"calls {func.id}()")
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            # Attributes, not only calls: `check = posixpath.exists` is as bad as calling it.
-            if node.value.id == "posixpath" and node.attr in POSIXPATH_IO:
-                bad(node, f"uses posixpath.{node.attr}")
-            elif node.value.id == "builtins" and node.attr in FORBIDDEN_CALLS:
-                bad(node, f"uses builtins.{node.attr}")
-        elif (
-            isinstance(node, ast.Name)
-            and node.id in ("builtins", "__builtins__")
-            and isinstance(node.ctx, ast.Load)
-        ):
-            bad(node, f"uses {node.id}")
-    return found
+    return [
+        f"{path.name}:{getattr(node, 'lineno', 0)}: {what}"
+        for node in ast.walk(tree)
+        for what in _node_problems(node, package)
+    ]
 
 
 def test_there_are_modules_to_scan() -> None:
