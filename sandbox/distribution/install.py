@@ -103,7 +103,7 @@ def preview_install(
     progress: Progress | None = None,
 ) -> InstallPreview:
     """Verify the bundle and plan it for this host; nothing is written or loaded."""
-    from sandbox.runtime.planning import plan_for, probe_for
+    from sandbox.runtime.planning import plan_merged, policy_for, probe_merged
 
     bundle = verify_bundle(path, limits, progress)
     manifest = bundle.header.manifest
@@ -112,8 +112,9 @@ def preview_install(
     if bundle.header.base is not None and adapter.images.details(bundle.header.image_id) is None:
         needed = tuple(r.diff_id for r in bundle.header.omitted)
         source = find_source(adapter, bundle.header.base, needed).id
-    host = facts if facts is not None else probe_for(manifest)
-    plan = plan_for(manifest, host, site_policy=site_policy, overrides=overrides)
+    merged = policy_for(manifest, site_policy=site_policy, overrides=overrides)
+    host = facts if facts is not None else probe_merged(merged)
+    plan = plan_merged(merged, host)
     previous = load_installed(manifest.app.id, data_home)
     if previous is None:
         return InstallPreview(bundle, plan, InstallAction.INSTALL, None, (), host, source)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.policy.catalog import Catalog
 from sandbox.policy.facts import HostFacts
 from sandbox.policy.layers import (
     BUILTIN_DEFAULTS,
     Decision,
     EffectivePolicy,
-    SitePolicy,
     merge,
 )
 from sandbox.policy.manifest import Manifest
@@ -31,6 +32,34 @@ PROBE_FOR: Mapping[Capability, Resource] = {
 }
 
 
+@dataclass(frozen=True)
+class MergedPolicy:
+    """The layers read and merged once for one app, with the catalog they were merged under."""
+
+    policy: EffectivePolicy
+    catalog: Catalog
+
+
+def policy_for(
+    manifest: Manifest, *, site_policy: Path | None = None, overrides: Path | None = None
+) -> MergedPolicy:
+    """Read the site policy and the user's override and merge defaults < manifest < site < user."""
+    from sandbox.config.catalog import load_catalog
+    from sandbox.config.layers import load_override, load_site_policy
+
+    catalog = load_catalog()
+    site = load_site_policy(site_policy)
+    override = load_override(manifest.app.id, overrides)
+    return MergedPolicy(merge(BUILTIN_DEFAULTS, manifest, site, override, catalog=catalog), catalog)
+
+
+def plan_merged(merged: MergedPolicy, facts: HostFacts) -> LaunchPlan:
+    """The pure plan of an already merged policy for `facts`."""
+    from sandbox.policy import engine
+
+    return engine.plan(merged.policy, facts, catalog=merged.catalog)
+
+
 def plan_for(
     manifest: Manifest,
     facts: HostFacts,
@@ -39,15 +68,7 @@ def plan_for(
     overrides: Path | None = None,
 ) -> LaunchPlan:
     """Merge defaults < manifest < site < user override and plan it for `facts`."""
-    from sandbox.config.catalog import load_catalog
-    from sandbox.config.layers import load_override, load_site_policy
-    from sandbox.policy import engine
-
-    catalog = load_catalog()
-    site = load_site_policy(site_policy)
-    override = load_override(manifest.app.id, overrides)
-    policy = merge(BUILTIN_DEFAULTS, manifest, site, override, catalog=catalog)
-    return engine.plan(policy, facts, catalog=catalog)
+    return plan_merged(policy_for(manifest, site_policy=site_policy, overrides=overrides), facts)
 
 
 def asked(policy: EffectivePolicy) -> frozenset[Permission]:
@@ -63,15 +84,14 @@ def probes_for(permissions: Iterable[Permission]) -> frozenset[Resource]:
     )
 
 
-def probe_for(manifest: Manifest, env: Mapping[str, str] | None = None) -> HostFacts:
-    """Probe, concurrently, only what this app's requests need (engine, cgroups, user always).
+def probe_merged(merged: MergedPolicy, env: Mapping[str, str] | None = None) -> HostFacts:
+    """Probe, concurrently, only what the merged policy asks about (engine, cgroups, user always).
 
     A skipped probe reads as unavailable with the reason "not requested by this app"; the plan
-    reports nothing from it because nothing asked for it. Saves ~100 ms on a trivial app.
+    reports nothing from it because nothing asked for it (saves ~100 ms on a trivial app). The
+    layers are merged once per launch, so a permission only the user's override grants is
+    probed too.
     """
     from sandbox.probes import probe_host
 
-    # Defaults < manifest only: what a site denies needs no facts, and the site policy that
-    # plan_for() reads may be another file than the default one.
-    policy = merge(BUILTIN_DEFAULTS, manifest, SitePolicy(), None)
-    return probe_host(env, only=probes_for(asked(policy)))
+    return probe_host(env, only=probes_for(asked(merged.policy)))

@@ -46,13 +46,14 @@ def prepare(
 ) -> Prepared:
     """Probe what the manifest needs, plan, and pick the providers; nothing is created yet."""
     from sandbox.providers.registry import providers_for
-    from sandbox.runtime.planning import plan_for, probe_for
+    from sandbox.runtime.planning import plan_merged, policy_for, probe_merged
 
     env = dict(os.environ)
     if resolved.requested_engine:
         env["DOCKER_HOST"] = resolved.requested_engine  # describe the engine we launch on
-    facts = probe_for(resolved.manifest, env)
-    launch_plan = plan_for(resolved.manifest, facts, site_policy=site_policy, overrides=overrides)
+    merged = policy_for(resolved.manifest, site_policy=site_policy, overrides=overrides)
+    facts = probe_merged(merged, env)
+    launch_plan = plan_merged(merged, facts)
     launch_plan, providers = providers_for(launch_plan)
     return Prepared(
         resolved.image, resolved.manifest, facts, launch_plan, providers, resolved.engine_url

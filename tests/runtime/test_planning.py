@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sandbox.policy.layers import BUILTIN_DEFAULTS, SitePolicy, merge
+from sandbox.policy.layers import BUILTIN_DEFAULTS, SitePolicy, UserOverride, merge
 from sandbox.policy.manifest import AppInfo, Capabilities, Manifest, StorageSpec
 from sandbox.policy.vocabulary import AudioMode, Capability, DisplayRequest
 from sandbox.probes import Resource
-from sandbox.runtime.planning import PROBE_FOR, asked, probes_for
+from sandbox.runtime.planning import (
+    PROBE_FOR,
+    asked,
+    policy_for,
+    probes_for,
+)
 
 APP = AppInfo(id="com.example.Game", name="Game", version="1", command=("/bin/game",))
 
@@ -32,3 +38,11 @@ def test_wayland_or_x11_probes_both_and_record_probes_audio() -> None:
 
 def test_every_capability_with_host_facts_has_a_probe() -> None:
     assert set(PROBE_FOR) == set(Capability) - {Capability.NETWORK}
+
+
+def test_the_launch_merges_once_and_probes_what_the_override_grants(tmp_path: Path) -> None:
+    from sandbox.config.layers import write_override
+
+    write_override(UserOverride(APP.id, grant=frozenset({Capability.GAMEPAD})), tmp_path)
+    merged = policy_for(Manifest(app=APP), overrides=tmp_path)
+    assert probes_for(asked(merged.policy)) == {Resource.DEVICES}
