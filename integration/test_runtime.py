@@ -378,6 +378,22 @@ def test_sigkilled_launcher_then_gc_leaves_nothing(engine: Engine) -> None:
     assert not [e for e in os.listdir(base) if e.startswith(instances.PENDING_PREFIX)]
 
 
+def _catches_sigterm(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            caught = next(line for line in f if line.startswith("SigCgt:")).split()[1]
+    except (OSError, StopIteration):
+        return False
+    return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def _ready(pids: tuple[int, ...], sig: signal.Signals) -> bool:
+    """The app runs; for the SIGTERM case, a process of it has its TERM trap installed."""
+    if not pids:
+        return False
+    return sig is not signal.SIGTERM or any(_catches_sigterm(p) for p in pids)
+
+
 @pytest.mark.parametrize(
     ("sig", "script", "code"),
     [
@@ -399,10 +415,12 @@ def test_signalled_launcher_tears_everything_down(
     try:
 
         def running() -> bool:
+            # Under load the app's shell may not have run its `trap` yet when its pids appear:
+            # wait until a process of it catches SIGTERM, or the test measures the race.
             return any(
                 i.state.app_id == APP
                 and i.state.container_id
-                and gc.container_pids(APP, i.state.container_id)
+                and _ready(gc.container_pids(APP, i.state.container_id), sig)
                 for i in instances.list_instances(base)
             )
 
