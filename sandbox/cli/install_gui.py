@@ -25,7 +25,7 @@ def window_title(preview: InstallPreview) -> str:
     return f"{verb} {app.name}?"
 
 
-def _error_window(tk: Any, message: str) -> int:
+def _error_window(tk: Any, message: str, code: int) -> int:
     root = tk.Tk()
     root.title("Cannot install")
     frame = tk.Frame(root, padx=_PAD * 2, pady=_PAD * 2)
@@ -35,11 +35,12 @@ def _error_window(tk: Any, message: str) -> int:
     root.bind("<Escape>", lambda _e: root.destroy())
     root.focus_force()
     root.mainloop()
-    return 2
+    return code
 
 
 def run_gui(args: argparse.Namespace, adapter: DockerAdapter, data_home: Path) -> int:
-    """Verify, show the review, install on the user's word; 0 installed, 1 cancelled, 2 bad."""
+    """Verify, show the review, install on the user's word; 0 installed, 1 cancelled, else the
+    exit status of the error (2 bad input, 3 engine unavailable: sandbox --help)."""
     import tkinter as tk
 
     from sandbox.distribution.install import preview_install
@@ -51,7 +52,10 @@ def run_gui(args: argparse.Namespace, adapter: DockerAdapter, data_home: Path) -
             args.file, adapter, data_home, site_policy=args.site_policy, overrides=args.overrides
         )
     except SandboxError as exc:
-        return _error_window(tk, f"{args.file.name} cannot be installed:\n\n{exc}")
+        from sandbox.cli import exit_code_for
+
+        message = f"{args.file.name} cannot be installed:\n\n{exc}"
+        return _error_window(tk, message, exit_code_for(exc))
 
     def commit(progress: Progress) -> None:
         # The update path: refuses while the installed version runs, keeps it for rollback.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sandbox.errors import ProviderError
+from sandbox.errors import ComponentUnavailableError, ProviderError
 from sandbox.policy.plan import Mount, MountKind, WaylandSocketRequest
 from sandbox.providers import posix_acl
 from sandbox.providers import state as provider_state
@@ -96,7 +96,9 @@ def _socket_stat(host_socket: Path) -> os.stat_result:
     try:
         st = host_socket.lstat()
     except OSError as exc:
-        raise ProviderError(f"display.wayland: no compositor socket at {host_socket}") from exc
+        raise ComponentUnavailableError(
+            f"display.wayland: no compositor socket at {host_socket}"
+        ) from exc
     if not stat.S_ISSOCK(st.st_mode):
         raise ProviderError(f"display.wayland: {host_socket} is not a socket")
     return st

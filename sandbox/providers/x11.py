@@ -16,7 +16,7 @@ from Xlib import display as xdisplay
 from Xlib import error as xerror
 from Xlib.ext import security
 
-from sandbox.errors import ProviderError
+from sandbox.errors import ComponentUnavailableError, ProviderError
 from sandbox.host import x11_display, xauth
 from sandbox.policy.plan import X11CookieRequest
 from sandbox.providers import state as provider_state
@@ -84,7 +84,9 @@ def open_display(display: str, user_xauthority: Path | None) -> Any:
         try:
             return xdisplay.Display(display)
         except (xerror.DisplayError, xerror.ConnectionClosedError, OSError) as exc:
-            raise ProviderError(f"display.x11: cannot connect to {display}: {exc}") from exc
+            raise ComponentUnavailableError(
+                f"display.x11: cannot connect to {display}: {exc}"
+            ) from exc
 
 
 def _server_identity(socket_path: Path) -> tuple[int, int, int]:
@@ -93,7 +95,9 @@ def _server_identity(socket_path: Path) -> tuple[int, int, int]:
     try:
         st = socket_path.stat()
     except OSError as exc:
-        raise ProviderError(f"display.x11: no X socket at {socket_path}: {exc}") from exc
+        raise ComponentUnavailableError(
+            f"display.x11: no X socket at {socket_path}: {exc}"
+        ) from exc
     return (st.st_dev, st.st_ino, st.st_ctime_ns)
 
 
@@ -188,7 +192,7 @@ class X11Provider:
         number = display_number(request.display)
         socket_path = Path(request.socket_path)
         if not socket_path.exists() or not stat.S_ISSOCK(socket_path.stat().st_mode):
-            raise ProviderError(f"display.x11: no X socket at {socket_path}")
+            raise ComponentUnavailableError(f"display.x11: no X socket at {socket_path}")
         user_xauthority = Path(request.xauthority) if request.xauthority else None
         ctx.instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         xauthority_path = ctx.instance_dir / XAUTHORITY_FILE

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.errors import ProviderError
+from sandbox.errors import ComponentUnavailableError, ProviderError
 from sandbox.policy.plan import X11CookieRequest
 from sandbox.providers.grant import ProviderContext
 from sandbox.providers.x11 import X11Provider, display_number
@@ -55,3 +55,13 @@ def test_the_requests_socket_is_used_as_given(tmp_path: Path) -> None:
     ctx = ProviderContext("com.example.Game", tmp_path, 1000, 1000, "game", tmp_path)
     with pytest.raises(ProviderError, match=f"no X socket at {re.escape(missing)}"):
         provider.setup(ctx)
+
+
+def test_a_missing_x_server_is_unavailable_not_bad_input(tmp_path: Path) -> None:
+    from sandbox.cli import exit_code_for
+
+    provider = X11Provider(X11CookieRequest(False, ":0", f"{tmp_path}/no-such-X0"))
+    ctx = ProviderContext("com.example.Game", tmp_path, 1000, 1000, "game", tmp_path)
+    with pytest.raises(ComponentUnavailableError) as caught:
+        provider.setup(ctx)
+    assert exit_code_for(caught.value) == 3
