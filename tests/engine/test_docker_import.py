@@ -45,7 +45,8 @@ def test_run_path_modules_do_not_import_docker_py() -> None:
         "import sys, sandbox.cli, sandbox.cli.run_cmd, sandbox.cli.instances_cmd, "
         "sandbox.runtime.session, sandbox.runtime.gc, sandbox.engine.adapter, "
         "sandbox.engine.images, sandbox.engine.error_map, sandbox.runtime.container_body, "
-        "sandbox.probes.docker\n"
+        "sandbox.probes.docker, sandbox.distribution.resolve, sandbox.runtime.supervisor, "
+        "sandbox.runtime.prepare, sandbox.runtime.app_cgroup\n"
         "sandbox.cli.build_parser(['run', 'x'])\n"
         "print('docker' in sys.modules)"
     )
