@@ -1,4 +1,4 @@
-"""Policy layers (defaults < manifest < site < user), their strict TOML forms and merge; pure."""
+"""Policy layers (defaults < manifest < site < user) and their merge; pure (files: layer_files)."""
 
 from __future__ import annotations
 
