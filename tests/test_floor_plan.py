@@ -16,6 +16,9 @@ import sandbox
 
 ROOT = Path(sandbox.__file__).parent
 GROUND = frozenset({"errors", "fileutil"})
+BELOW_DISTRIBUTION = frozenset(
+    {"host", "engine", "policy", "attribution", "probes", "providers", "config", "runtime"}
+)
 
 # Which package may import which (besides itself). Side-by-side packages (probes, providers,
 # config; policy and attribution) never import each other.
@@ -31,35 +34,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "config": GROUND | {"host", "policy"},
     "runtime": GROUND
     | {"host", "engine", "policy", "attribution", "probes", "providers", "config"},
-    "distribution": GROUND
-    | {"host", "engine", "policy", "attribution", "probes", "providers", "config", "runtime"},
-    "cli": GROUND
-    | {
-        "host",
-        "engine",
-        "policy",
-        "attribution",
-        "probes",
-        "providers",
-        "config",
-        "runtime",
-        "distribution",
-        "api",
-    },
+    "distribution": GROUND | BELOW_DISTRIBUTION,
+    "cli": GROUND | BELOW_DISTRIBUTION | {"distribution", "api"},
     # sandbox/__init__.py (the public API) and __main__.py
-    "api": GROUND
-    | {
-        "host",
-        "engine",
-        "policy",
-        "attribution",
-        "probes",
-        "providers",
-        "config",
-        "runtime",
-        "distribution",
-        "cli",
-    },
+    "api": GROUND | BELOW_DISTRIBUTION | {"distribution", "cli"},
 }
 MODULES = sorted(ROOT.rglob("*.py"))
 MAX_LINES = 500
