@@ -18,6 +18,8 @@ from typing import Protocol
 
 from sandbox.errors import (
     CgroupError,
+    ComponentUnavailableError,
+    EngineUnavailableError,
     LaunchError,
     PolicyError,
     ProbeError,
@@ -57,14 +59,25 @@ class Failed:
 
 Report = Started | Failed
 
-# The errors that cross the pipe as themselves; any other failure arrives as a LaunchError.
+# The errors that cross the pipe as themselves; any other failure arrives as its nearest listed
+# class (so its exit status by cause survives the pipe), else as a LaunchError.
 _KINDS: dict[str, type[SandboxError]] = {
-    k.__name__: k for k in (LaunchError, ProviderError, PolicyError, ProbeError, CgroupError)
+    k.__name__: k
+    for k in (
+        LaunchError,
+        ProviderError,
+        PolicyError,
+        ProbeError,
+        CgroupError,
+        EngineUnavailableError,
+        ComponentUnavailableError,
+    )
 }
 
 
 def failed(exc: BaseException) -> Failed:
-    return Failed(str(exc), _KINDS.get(type(exc).__name__, LaunchError))
+    kind = next((k for k in type(exc).__mro__ if k.__name__ in _KINDS), LaunchError)
+    return Failed(str(exc), _KINDS.get(kind.__name__, LaunchError))
 
 
 def encode(report: Report) -> bytes:

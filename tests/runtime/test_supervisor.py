@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.errors import CgroupError, LaunchError, ManifestError, ProviderError
+from sandbox.errors import (
+    CgroupError,
+    ComponentUnavailableError,
+    EngineUnavailableError,
+    LaunchError,
+    ManifestError,
+    ProviderError,
+    SandboxError,
+)
 from sandbox.runtime import instances, supervisor
 from sandbox.runtime.supervisor import Failed, Started
 
@@ -31,6 +39,29 @@ def test_the_wire_format_is_the_documented_json() -> None:
     assert started == {"instance_dir": "/x/abc"}
     failed = json.loads(supervisor.encode(Failed("boom", ProviderError)))
     assert failed == {"error": "boom", "kind": "ProviderError"}
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ComponentUnavailableError("display.x11: no X socket at /tmp/.X11-unix/X9"),
+        EngineUnavailableError("cannot connect to the container engine: no endpoint"),
+    ],
+)
+def test_an_unavailable_host_stays_unavailable_across_the_pipe(exc: SandboxError) -> None:
+    # A detached launch must end with the same exit status by cause as an attached one.
+    from sandbox.cli import exit_code_for
+
+    report = supervisor.decode(supervisor.encode(supervisor.failed(exc)))
+    assert isinstance(report, Failed) and report.kind is type(exc)
+    assert exit_code_for(report.kind(report.error)) == exit_code_for(exc) == 3
+
+
+def test_a_subclass_arrives_as_its_nearest_listed_kind() -> None:
+    class NoSliceError(CgroupError):
+        pass
+
+    assert supervisor.failed(NoSliceError("x")) == Failed("x", CgroupError)
 
 
 def test_an_error_of_another_kind_arrives_as_a_launch_error() -> None:
