@@ -132,11 +132,10 @@ def _entries_for(number: int, hostname: str, cookie: bytes) -> tuple[xauth.Xauth
     )
 
 
-def _user_cookie(user_xauthority: Path | None, number: int) -> bytes:
-    path = user_xauthority
+def _user_cookie(path: Path | None, number: int) -> bytes:
+    # The request carries the Xauthority the probe connected with; there is no second lookup.
     if path is None:
-        env = os.environ.get("XAUTHORITY")
-        path = Path(env) if env else Path.home() / ".Xauthority"
+        raise ProviderError("display.x11-trusted: the X probe found no Xauthority file to read")
     try:
         entries = xauth.decode(path.read_bytes())
     except OSError as exc:
@@ -201,7 +200,7 @@ class X11Provider:
             cookie = _user_cookie(user_xauthority, number)
         else:
             cookie, authid = self._generate_untrusted(request.display, user_xauthority, number)
-            _write_state(ctx.instance_dir, request.display, authid, _server_identity(socket_path))
+            _write_state(ctx.instance_dir, request, authid, _server_identity(socket_path))
         self._instance_dir = ctx.instance_dir
         try:
             _write_private(
@@ -278,9 +277,17 @@ def _revoke_on(conn: Any, authid: int) -> bool:
 
 
 def _write_state(
-    instance_dir: Path, display: str, authid: int, server: tuple[int, int, int]
+    instance_dir: Path,
+    request: X11CookieRequest,
+    authid: int,
+    server: tuple[int, int, int],
 ) -> None:
-    state = {"display": display, "authid": authid, "server": list(server)}
+    state = {
+        "display": request.display,
+        "socket": request.socket_path,
+        "authid": authid,
+        "server": list(server),
+    }
     provider_state.write_state(instance_dir / STATE_FILE, state)
 
 
@@ -289,13 +296,17 @@ class X11State:
     """What a crashed launcher left in its instance dir for `sandbox gc`."""
 
     display: str
+    socket_path: str  # the X socket the request named, as the provider used it
     authid: int
     server: tuple[int, int, int]
 
 
 def _parse_state(raw: Any) -> X11State:
     dev, ino, ctime = (int(v) for v in raw["server"])
-    return X11State(str(raw["display"]), int(raw["authid"]), (dev, ino, ctime))
+    display = str(raw["display"])
+    # A state file left by a version before the socket was recorded names only the display.
+    socket = raw.get("socket") or x11_display.socket_path(display_number(display))
+    return X11State(display, str(socket), int(raw["authid"]), (dev, ino, ctime))
 
 
 def read_state(instance_dir: Path) -> X11State | None:
@@ -323,7 +334,7 @@ def collect(instance_dir: Path, user_xauthority: Path | None) -> bool:
     state = read_state(instance_dir)
     revoked = False
     if state is not None:
-        socket_path = Path(x11_display.socket_path(display_number(state.display)))
+        socket_path = Path(state.socket_path)
         try:
             same_server = _server_identity(socket_path) == state.server
         except ProviderError:
