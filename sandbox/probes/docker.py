@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import socket
 from collections.abc import Mapping
-from typing import Any, BinaryIO
+from typing import Any
 
 from sandbox.engine.endpoint import Endpoint, endpoint_from_env
 from sandbox.host.bounded_io import Deadline, Missing, describe_os_error
@@ -86,59 +84,24 @@ def parse_engine(
     )
 
 
-def _connect(endpoint: Endpoint, deadline: Deadline) -> socket.socket:
-    if endpoint.unix_path is not None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(deadline.left())
-        try:
-            sock.connect(endpoint.unix_path)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    assert endpoint.tcp_host is not None and endpoint.tcp_port is not None
-    return socket.create_connection((endpoint.tcp_host, endpoint.tcp_port), deadline.left())
-
-
-class _BadAnswerError(Exception):
-    """Internal: the engine answered, but not with what /version or /info should be."""
-
-
-def _get_json(
-    sock: socket.socket, reader: BinaryIO, path: str, deadline: Deadline
-) -> Mapping[str, Any]:
-    from sandbox.engine import http as _http
-
-    sock.settimeout(deadline.left())
-    _http.send_request(sock, "GET", path, None, {"Accept": "application/json"})
-    response = _http.read_response(reader, "GET")
-    if response.status != 200:
-        raise _BadAnswerError(f"GET {path} answered HTTP {response.status} {response.reason}")
-    try:
-        value = json.loads(response.body)
-    except ValueError as exc:
-        raise _BadAnswerError(f"GET {path} did not answer JSON") from exc
-    if not isinstance(value, dict):
-        raise _BadAnswerError(f"GET {path} did not answer a JSON object")
-    return value
-
-
 def query(endpoint: Endpoint, deadline: Deadline) -> DockerFacts:
     """GET /version and /info on one keep-alive connection; every failure becomes a fact."""
-    from sandbox.engine import http as _http  # not http.client: it imports ssl and email (~18 ms)
+    # not http.client: it imports ssl and email (~18 ms)
+    from sandbox.engine import http as _http
+    from sandbox.engine.bounded_get import BadAnswerError, connect, get_json
 
     def missing(reason: str) -> DockerFacts:
         return DockerFacts(False, reason, endpoint=endpoint.url, source=endpoint.source)
 
     try:
-        sock = _connect(endpoint, deadline)
+        sock = connect(endpoint, deadline)
     except OSError as exc:
         return missing(describe_os_error(exc, endpoint.where, deadline.timeout))
     try:
         with sock.makefile("rb") as reader:
-            version = _get_json(sock, reader, "/version", deadline)
-            info = _get_json(sock, reader, "/info", deadline)
-    except _BadAnswerError as exc:
+            version = get_json(sock, reader, "/version", deadline)
+            info = get_json(sock, reader, "/info", deadline)
+    except BadAnswerError as exc:
         return missing(str(exc))
     except _http.ClosedError:
         return missing(f"{endpoint.where} closed the connection without answering")
