@@ -34,7 +34,10 @@ class LaunchError(SandboxError):
 
 class UnavailableError(SandboxError):
     """A host component the command needs is missing or does not answer (the container engine,
-    a display server, a cgroup hierarchy): the input was fine, the host is not ready for it."""
+    a display server, a cgroup hierarchy): the input was fine, the host is not ready for it.
+
+    Raised as itself where no narrower class fits (`sandbox windows` without an X display).
+    """
 
 
 class EngineUnavailableError(UnavailableError, LaunchError):
@@ -62,3 +65,7 @@ class BundleError(SandboxError):
 
 class CgroupError(LaunchError):
     """The app's parent cgroup (cgroupfs dirs or systemd slice) could not be made or removed."""
+
+
+class CgroupUnavailableError(UnavailableError, CgroupError):
+    """No cgroup hierarchy to put the app's parent cgroup in: the host is not ready for it."""

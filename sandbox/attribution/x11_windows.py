@@ -12,7 +12,7 @@ from Xlib.ext import res
 
 from sandbox.attribution.procfs import app_for_pid
 from sandbox.attribution.window_info import WindowInfo
-from sandbox.errors import ProbeError
+from sandbox.errors import UnavailableError
 
 # How deep to look under a top-level window for the client window a WM frame wraps; reparenting
 # WMs put it one or two levels down.
@@ -111,7 +111,7 @@ def list_windows(display: str | None = None) -> tuple[WindowInfo, ...]:
     try:
         conn = xdisplay.Display(display)
     except (xerror.DisplayError, xerror.ConnectionClosedError, OSError) as exc:
-        raise ProbeError(
+        raise UnavailableError(
             f"windows: cannot connect to X display {display or '$DISPLAY'}: {exc}"
         ) from exc
     try:

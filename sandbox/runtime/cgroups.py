@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from cgroupspy.controllers import Controller, CpuController, CpuSetController, MemoryController
 from cgroupspy.nodes import Node
 
-from sandbox.errors import CgroupError
+from sandbox.errors import CgroupError, CgroupUnavailableError
 from sandbox.host.names import CGROUP_ROOT, check_app_id, is_valid_app_id
 from sandbox.policy.facts import CgroupFacts, CgroupMount
 from sandbox.policy.plan import Limits
@@ -116,7 +116,7 @@ def host_hierarchies(facts: CgroupFacts | None = None) -> tuple[CgroupMount, ...
     if facts is None:
         facts = cgroup_probe.probe({})
     if not facts.available:
-        raise CgroupError(f"cgroups: {facts.reason or 'no cgroup hierarchy is mounted'}")
+        raise CgroupUnavailableError(f"cgroups: {facts.reason or 'no cgroup hierarchy is mounted'}")
     return facts.mounts
 
 
@@ -160,7 +160,7 @@ def create_app_cgroup(
     check_app_id(app_id)
     mounts = host_hierarchies(facts)
     if not mounts:
-        raise CgroupError("cgroups: no cgroup hierarchy is mounted")
+        raise CgroupUnavailableError("cgroups: no cgroup hierarchy is mounted")
     v2_controllers: tuple[str, ...] = ()
     dirs: list[str] = []
     for mount in mounts:

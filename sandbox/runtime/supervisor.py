@@ -18,6 +18,7 @@ from typing import Protocol
 
 from sandbox.errors import (
     CgroupError,
+    CgroupUnavailableError,
     ComponentUnavailableError,
     EngineUnavailableError,
     LaunchError,
@@ -69,6 +70,7 @@ _KINDS: dict[str, type[SandboxError]] = {
         PolicyError,
         ProbeError,
         CgroupError,
+        CgroupUnavailableError,
         EngineUnavailableError,
         ComponentUnavailableError,
     )

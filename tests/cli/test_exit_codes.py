@@ -17,6 +17,8 @@ from sandbox.cli import (
 )
 from sandbox.errors import (
     BundleError,
+    CgroupError,
+    CgroupUnavailableError,
     ComponentUnavailableError,
     EngineUnavailableError,
     LaunchError,
@@ -42,6 +44,8 @@ from sandbox.errors import (
         (UnavailableError("x"), EXIT_UNAVAILABLE),
         (EngineUnavailableError("cannot reach the container engine"), EXIT_UNAVAILABLE),
         (ComponentUnavailableError("no X socket"), EXIT_UNAVAILABLE),
+        (CgroupUnavailableError("no cgroup hierarchy is mounted"), EXIT_UNAVAILABLE),
+        (CgroupError("cannot create /sys/fs/cgroup/sandbox/x"), EXIT_USAGE),
         (KeyboardInterrupt(), EXIT_INTERRUPTED),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
@@ -53,6 +57,14 @@ def test_each_cause_has_its_code(error: BaseException, code: int) -> None:
 def test_unavailable_errors_stay_what_their_callers_catch() -> None:
     assert issubclass(EngineUnavailableError, LaunchError)
     assert issubclass(ComponentUnavailableError, ProviderError)
+    assert issubclass(CgroupUnavailableError, CgroupError)
+
+
+def test_sandbox_windows_without_a_display_is_unavailable(tmp_path: Path) -> None:
+    from sandbox.attribution.x11_windows import list_windows
+
+    with pytest.raises(UnavailableError, match="cannot connect to X display :987"):
+        list_windows(":987")
 
 
 def test_an_error_outside_the_table_has_no_code() -> None:
