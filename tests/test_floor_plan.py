@@ -35,7 +35,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "runtime": GROUND
     | {"host", "engine", "policy", "attribution", "probes", "providers", "config"},
     "distribution": GROUND | BELOW_DISTRIBUTION,
-    "cli": GROUND | BELOW_DISTRIBUTION | {"distribution", "api"},
+    "cli": GROUND | BELOW_DISTRIBUTION | {"distribution"},
     # sandbox/__init__.py (the public API) and __main__.py
     "api": GROUND | BELOW_DISTRIBUTION | {"distribution", "cli"},
 }
@@ -61,23 +61,71 @@ def _package(path: Path, root: Path) -> str:
     return name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
 
 
+def _from_module(node: ast.ImportFrom, path: Path, root: Path) -> str:
+    if not node.level:
+        return node.module or ""
+    parts = _package(path, root).split(".")
+    base = parts[: len(parts) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _string_import(node: ast.Call) -> str | None:
+    """The module an `importlib.import_module(...)` / `__import__(...)` call names, as far as
+    its first argument spells it out (an f-string up to its first placeholder)."""
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    if name not in ("import_module", "__import__") or not node.args:
+        return None
+    arg = node.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value
+    if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+        return str(arg.values[0].value).rstrip(".") + ".?"
+    return "<computed>"  # a module named at run time: the plan cannot be checked
+
+
 def _imported(path: Path, root: Path) -> list[tuple[int, str, str]]:
-    """(line, module, imported name or '') for every import of a sandbox module in `path`."""
+    """(line, module, imported name or '') for every import of a sandbox module in `path`,
+    whether written as an import statement or as a call of import_module/__import__."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: list[tuple[int, str, str]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name, "") for a in node.names if a.name.startswith("sandbox")]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = _package(path, root).split(".")
-                base = parts[: len(parts) - (node.level - 1)]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
+            module = _from_module(node, path, root)
             if module == "sandbox" or module.startswith("sandbox."):
                 found += [(node.lineno, module, a.name) for a in node.names]
+        elif isinstance(node, ast.Call):
+            module = _string_import(node)
+            if module is not None and not module.startswith(("sandbox.", "<")):
+                continue  # another library, imported lazily
+            if module is not None:
+                found.append((node.lineno, module, ""))
     return found
+
+
+def _private_attributes(path: Path, root: Path, floor: str) -> list[str]:
+    """`mod._name` where `mod` was imported from another package: a private name reached by
+    attribute instead of by import."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    foreign: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = _from_module(node, path, root)
+            if module.startswith("sandbox") and _target_floor(module, node.names[0].name) != floor:
+                foreign |= {a.asname or a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            foreign |= {a.asname for a in node.names if a.asname and a.name.startswith("sandbox")}
+    return [
+        f"{path.relative_to(root)}:{node.lineno}: private name {node.value.id}.{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in foreign
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+    ]
 
 
 def _target_floor(module: str, name: str) -> str:
@@ -89,8 +137,13 @@ def _target_floor(module: str, name: str) -> str:
 
 def _violations(path: Path, root: Path = ROOT) -> list[str]:
     floor = _floor(path, root)
-    bad: list[str] = []
+    bad = _private_attributes(path, root, floor)
     for line, module, name in _imported(path, root):
+        if module == "<computed>":
+            # only the public API, which may import every floor, looks modules up by name
+            if floor != "api":
+                bad.append(f"{path.relative_to(root)}:{line}: imports a module named at run time")
+            continue
         target = _target_floor(module, name)
         if target == floor:
             continue
@@ -131,6 +184,12 @@ def test_module_is_small(path: Path) -> None:
         ("runtime/x.py", "from sandbox.probes import _io"),
         ("runtime/x.py", "from sandbox.probes.docker import _read_text"),
         ("runtime/x.py", "def f():\n    from sandbox.cli import main\n"),
+        ("runtime/x.py", "import importlib\nimportlib.import_module('sandbox.distribution.x')"),
+        ("providers/x.py", "m = __import__('sandbox.probes.x')"),
+        ("runtime/x.py", "import importlib\nimportlib.import_module(f'sandbox.cli.{n}')"),
+        ("runtime/x.py", "import importlib\nimportlib.import_module(name)"),
+        ("runtime/x.py", "from sandbox.probes import docker\ndocker._read_text('/x')"),
+        ("runtime/x.py", "import sandbox.probes.docker as d\nd._connect()"),
     ],
 )
 def test_the_check_catches_each_arrow_back_up(tmp_path: Path, where: str, source: str) -> None:
