@@ -284,13 +284,14 @@ def _run_container(
     """Steps: compile the spec, create the container, attach its output, start it."""
     stdin_fd = stdio.stdin_fd if stdio else None
     user = prepared.facts.user
-    # the image's VOLUMEs and WORKDIR, from resolve's inspect; else one here
+    # the image's VOLUMEs and WORKDIR, from resolve's inspect (else one here); the container is
+    # made from that config's id, so a tag moved since then cannot bring other VOLUMEs
     image = prepared.image_config or adapter.image_config(prepared.image)
     spec = compile(
         prepared.plan,
         grant,
         LaunchTarget(
-            image=prepared.image,
+            image=image.id or prepared.image,
             launcher=launcher,
             instance_dir=str(inst.path),
             args=args,
