@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sandbox.engine.adapter import DockerAdapter
+from sandbox.engine.adapter import DockerAdapter, ImageConfig
 from sandbox.errors import ManifestError
 from sandbox.host import names
 from sandbox.policy.manifest import LABEL_MANIFEST, Manifest, manifest_from_labels
@@ -44,8 +44,8 @@ def resolve(target: str, *, engine_url: str | None = None) -> Resolved:
         from sandbox.distribution.installed import load_installed
 
         installed = load_installed(target)
-    image, manifest = resolve_image(adapter, target, installed)
-    return Resolved(ResolvedImage(image, manifest, adapter.url, engine_url), installed)
+    image, manifest, config = resolve_image(adapter, target, installed)
+    return Resolved(ResolvedImage(image, manifest, adapter.url, engine_url, config), installed)
 
 
 def plan(
@@ -63,16 +63,17 @@ def plan(
 
 def resolve_image(
     adapter: DockerAdapter, target: str, installed: InstalledApp | None = None
-) -> tuple[str, Manifest]:
+) -> tuple[str, Manifest, ImageConfig | None]:
     """APP-ID -> its installed image (`installed`, the app's install record), else the newest
-    local image whose manifest label names it; else TARGET is an image."""
+    local image whose manifest label names it; else TARGET is an image. The image's config
+    comes from the same inspect as its labels (None from the image list: launch reads it)."""
     if installed is not None:
-        return installed.image_id, _manifest_of(adapter, installed.image_id)
+        return installed.image_id, *_manifest_of(adapter, installed.image_id)
     if names.is_valid_app_id(target):
         newest = _newest_labelled(adapter, target)
         if newest is not None:
-            return newest
-    return target, _manifest_of(adapter, target)
+            return (*newest, None)
+    return target, *_manifest_of(adapter, target)
 
 
 def _newest_labelled(adapter: DockerAdapter, app_id: str) -> tuple[str, Manifest] | None:
@@ -87,10 +88,10 @@ def _newest_labelled(adapter: DockerAdapter, app_id: str) -> tuple[str, Manifest
     return None if best is None else (best[1], best[2])
 
 
-def _manifest_of(adapter: DockerAdapter, image: str) -> Manifest:
-    labels = adapter.image_labels(image)
+def _manifest_of(adapter: DockerAdapter, image: str) -> tuple[Manifest, ImageConfig]:
+    config = adapter.image_config(image)
     try:
-        return manifest_from_labels(labels)
+        return manifest_from_labels(dict(config.labels)), config
     except ManifestError as exc:
         where = f"image {image}: {exc.field}" if exc.field else f"image {image}"
         raise ManifestError(where, exc.problem) from None

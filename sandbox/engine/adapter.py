@@ -20,6 +20,7 @@ from sandbox.engine.raw_client import RawClient
 from sandbox.engine.records import (
     ContainerInfo,
     HistoryEntry,
+    ImageConfig,
     ImageDetails,
     ImageInfo,
     ImagePlatform,
@@ -35,6 +36,7 @@ __all__ = [
     "DockerAdapter",
     "HistoryEntry",
     "ImageClient",
+    "ImageConfig",
     "ImageDetails",
     "ImageInfo",
     "ImagePlatform",

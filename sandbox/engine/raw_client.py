@@ -14,7 +14,7 @@ from typing import Any
 
 from sandbox.engine.error_map import engine_error
 from sandbox.engine.pending_wait import PendingWait
-from sandbox.engine.records import ContainerInfo, ImageInfo
+from sandbox.engine.records import ContainerInfo, ImageConfig, ImageInfo
 from sandbox.engine.transport import TIMEOUT_S, RawTransport
 from sandbox.errors import LaunchError
 
@@ -38,12 +38,26 @@ class RawClient:
 
     def image_labels(self, ref: str) -> dict[str, str]:
         """The labels of the local image `ref` ({} when it has none)."""
+        return dict(self.image_config(ref).labels)
+
+    def image_config(self, ref: str) -> ImageConfig:
+        """What a container of the local image `ref` would inherit: one inspect, as for labels."""
         status, body = self._t.request("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json")
         if status == 404:
             raise LaunchError(f"image {ref} not found")
         if status != 200:
             raise engine_error(f"inspect image {ref}", status, body)
-        return _labels((json.loads(body).get("Config") or {}).get("Labels"))
+        raw = json.loads(body)
+        config = raw.get("Config") or {}
+        volumes = config.get("Volumes") or {}
+        if not isinstance(volumes, Mapping):
+            raise LaunchError(f"image {ref}: the engine answered Config.Volumes={volumes!r}")
+        return ImageConfig(
+            id=str(raw.get("Id", "")),
+            labels=_labels(config.get("Labels")),
+            volumes=tuple(sorted(str(v) for v in volumes)),
+            working_dir=str(config.get("WorkingDir") or ""),
+        )
 
     def images_with_label(self, key: str) -> tuple[ImageInfo, ...]:
         path = "/images/json?" + _q({"filters": json.dumps({"label": [key]})})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -12,6 +12,17 @@ class ImageInfo:
     tags: tuple[str, ...]
     labels: Mapping[str, str]
     created: int  # unix seconds
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What a container of one local image would take from its config unless told otherwise
+    (inspect's Config): the runtime reads the labels for the manifest and masks the volumes."""
+
+    id: str = ""  # sha256:<hex> of the image config
+    labels: Mapping[str, str] = field(default_factory=dict)
+    volumes: tuple[str, ...] = ()  # VOLUME paths, sorted, as the image declares them
+    working_dir: str = ""  # WORKDIR, "" when the image sets none
 
 
 @dataclass(frozen=True)

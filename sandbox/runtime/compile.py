@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass
 
 from sandbox.errors import LaunchError
 from sandbox.host import names
 from sandbox.policy.mounts import MountContext, mount_problem
-from sandbox.policy.plan import EnvVar, LaunchPlan, NvidiaMethod, NvidiaRequest
+from sandbox.policy.plan import EnvVar, LaunchPlan, Mount, MountKind, NvidiaMethod, NvidiaRequest
 from sandbox.providers.grant import Grant
 from sandbox.runtime.spec import ContainerSpec
 
@@ -37,6 +38,10 @@ class LaunchTarget:
     home: str | None = None
     runtime_dir: str | None = None
     storage_dir: str | None = None
+    # From the image's config (engine ImageConfig), as data: its VOLUME paths, each masked, and
+    # its WORKDIR, the app's working dir when absolute.
+    image_volumes: tuple[str, ...] = ()
+    image_working_dir: str = ""
 
     def mount_context(self) -> MountContext:
         roots = (self.instance_dir, *((self.storage_dir,) if self.storage_dir else ()))
@@ -50,10 +55,31 @@ def hostname_for(app_id: str) -> str:
     return label or "app"
 
 
+def volume_masks(volumes: tuple[str, ...], taken: tuple[Mount, ...]) -> tuple[Mount, ...]:
+    """A read-only tmpfs over each image VOLUME that no mount of the plan or the grants already
+    stands on: either way the engines create no anonymous volume there (docs/runtime.md "Image
+    config"). No size: nothing can be written, and Podman copies the image's files at that
+    path into it (its tmpfs copy-up), which a size would make fail."""
+    at = {m.target for m in taken}
+    masks: dict[str, Mount] = {}
+    for volume in volumes:
+        path = "/" + posixpath.normpath(volume).lstrip("/")  # as the engines clean it
+        if not volume.startswith("/") or path == "/":
+            raise LaunchError(f"the image declares VOLUME {volume!r}, which cannot be masked")
+        if path not in at:
+            masks[path] = Mount(path, MountKind.TMPFS, read_only=True)
+    return tuple(masks.values())
+
+
 def compile(plan: LaunchPlan, grant: Grant, target: LaunchTarget) -> ContainerSpec:
-    """The container spec for one instance; raises LaunchError when plan and grants clash."""
+    """The container spec for one instance; raises LaunchError when plan and grants clash.
+
+    Nothing is left to the image's config (docs/runtime.md "Image config"): the command is the
+    manifest's, run as the plan's user, its VOLUMEs are masked, its WORKDIR taken only as an
+    absolute path; container_body clears the entrypoint and the healthcheck."""
     h = plan.hardening
     mounts = h.tmpfs + plan.mounts + grant.mounts
+    mounts += volume_masks(target.image_volumes, mounts)
     # Every mount, the plan's and the providers', meets the never-list here: the last pure step
     # before the engine sees them, and the first that knows the providers' host paths.
     ctx = target.mount_context()
@@ -109,4 +135,10 @@ def compile(plan: LaunchPlan, grant: Grant, target: LaunchTarget) -> ContainerSp
         cdi_devices=tuple(d for r in nvidia for d in r.cdi_devices),
         tty=target.tty,
         stdin_open=target.stdin_open,
+        working_dir=_working_dir(target.image_working_dir),
     )
+
+
+def _working_dir(image_working_dir: str) -> str:
+    path = posixpath.normpath(image_working_dir) if image_working_dir.startswith("/") else "/"
+    return "/" + path.lstrip("/")

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.engine.records import ImageConfig
 from sandbox.policy.facts import HostFacts
 from sandbox.policy.manifest import Manifest
 from sandbox.policy.plan import LaunchPlan
@@ -24,6 +25,8 @@ class ResolvedImage:
     manifest: Manifest  # read from that image's labels (or its install record)
     engine_url: str  # the engine the image was found on
     requested_engine: str | None = None  # --docker-host / engine_url as the user gave it
+    # the config read with the labels (its VOLUMEs are masked); None: launch reads it itself
+    config: ImageConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Prepared:
     plan: LaunchPlan  # as it will really run (unserved requests already UNAVAILABLE)
     providers: tuple[Provider, ...]
     engine_url: str
+    image_config: ImageConfig | None = None  # as resolved; None: launch() inspects the image
 
 
 def prepare(
@@ -56,5 +60,11 @@ def prepare(
     launch_plan = plan_merged(merged, facts)
     launch_plan, providers = providers_for(launch_plan)
     return Prepared(
-        resolved.image, resolved.manifest, facts, launch_plan, providers, resolved.engine_url
+        resolved.image,
+        resolved.manifest,
+        facts,
+        launch_plan,
+        providers,
+        resolved.engine_url,
+        resolved.config,
     )

@@ -284,11 +284,14 @@ def _run_container(
     """Steps: compile the spec, create the container, attach its output, start it."""
     stdin_fd = stdio.stdin_fd if stdio else None
     user = prepared.facts.user
+    # the image's VOLUMEs and WORKDIR, from resolve's inspect (else one here); the container is
+    # made from that config's id, so a tag moved since then cannot bring other VOLUMEs
+    image = prepared.image_config or adapter.image_config(prepared.image)
     spec = compile(
         prepared.plan,
         grant,
         LaunchTarget(
-            image=prepared.image,
+            image=image.id or prepared.image,
             launcher=launcher,
             instance_dir=str(inst.path),
             args=args,
@@ -296,6 +299,8 @@ def _run_container(
             home=user.home if user.available else None,
             runtime_dir=user.runtime_dir if user.available else None,
             storage_dir=str(app_data_dir(ctx.data_home, ctx.app_id)),
+            image_volumes=image.volumes,
+            image_working_dir=image.working_dir,
         ),
     )
     cid = adapter.create(create_body(spec), name=spec.name)

@@ -50,6 +50,10 @@ class ContainerSpec:
     tty: bool = False
     stdin_open: bool = False
     name: str | None = None
+    # What the image's config would otherwise supply (docs/runtime.md "Image config"): the
+    # image's VOLUMEs come masked in `mounts`; entrypoint, healthcheck and user never come.
+    working_dir: str = "/"
+    stop_signal: str = "SIGTERM"
 
     @property
     def user(self) -> str:

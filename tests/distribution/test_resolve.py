@@ -9,7 +9,7 @@ import pytest
 
 from sandbox.distribution.installed import InstalledApp, consented
 from sandbox.distribution.resolve import Resolved, resolve_image
-from sandbox.engine.adapter import DockerAdapter, ImageInfo
+from sandbox.engine.adapter import DockerAdapter, ImageConfig, ImageInfo
 from sandbox.errors import ManifestError
 from sandbox.policy.manifest import Manifest, manifest_to_labels
 from sandbox.policy.vocabulary import DisplayRequest, Permission, permission_sort_key
@@ -26,8 +26,8 @@ class FakeEngine:
     def __init__(self, images: Mapping[str, ImageInfo]) -> None:
         self.images = images
 
-    def image_labels(self, ref: str) -> dict[str, str]:
-        return dict(self.images[ref].labels)
+    def image_config(self, ref: str) -> ImageConfig:
+        return ImageConfig(ref, self.images[ref].labels, ("/vol",))
 
     def images_with_label(self, key: str) -> tuple[ImageInfo, ...]:
         return tuple(i for i in self.images.values() if key in i.labels)
@@ -56,19 +56,23 @@ def _installed(
 def test_an_app_id_runs_its_newest_labelled_image() -> None:
     old, new = tiny_manifest("1.0.0"), tiny_manifest("2.0.0")
     engine = _engine(_image("sha256:old", old, 10, ("tiny:1",)), _image("sha256:new", new, 20))
-    assert resolve_image(engine, APP) == ("sha256:new", new)
+    assert resolve_image(engine, APP) == ("sha256:new", new, None)  # launch reads the config
 
 
 def test_the_install_record_wins_over_newer_images() -> None:
     old, new = tiny_manifest("1.0.0"), tiny_manifest("2.0.0")
     engine = _engine(_image("sha256:old", old, 10), _image("sha256:new", new, 20))
-    assert resolve_image(engine, APP, _installed("sha256:old", old)) == ("sha256:old", old)
+    image, got, config = resolve_image(engine, APP, _installed("sha256:old", old))
+    assert (image, got) == ("sha256:old", old)
+    assert config is not None and (config.id, config.volumes) == ("sha256:old", ("/vol",))
 
 
 def test_anything_else_is_an_image_whose_labels_must_hold_a_manifest() -> None:
     m = tiny_manifest()
     engine = _engine(_image("tiny:1", m, 10), _image("plain:1", None, 10))
-    assert resolve_image(engine, "tiny:1") == ("tiny:1", m)
+    image, got, config = resolve_image(engine, "tiny:1")
+    assert (image, got) == ("tiny:1", m)
+    assert config is not None and config.volumes == ("/vol",)  # from the same inspect
     with pytest.raises(ManifestError, match=r"^image plain:1"):
         resolve_image(engine, "plain:1")
 

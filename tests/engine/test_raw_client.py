@@ -49,3 +49,38 @@ def test_labels_and_containers_come_typed(sock_dir: Path) -> None:
         True,
         0,
     )
+
+
+def test_image_config_is_one_inspect_with_labels_volumes_and_workdir(sock_dir: Path) -> None:
+    config = {
+        "Labels": {"a": "1"},
+        "Volumes": {"/var/lib/x": {}, "/data": {}},
+        "WorkingDir": "/opt/app",
+        "Entrypoint": ["/bin/sh"],
+    }
+    answer = json.dumps({"Id": "sha256:abc", "Config": config}).encode()
+    engine, adapter = serve(sock_dir, {"/images/app%3A1/json": Answer(200, answer)})
+    got = adapter.image_config("app:1")
+    engine.close()
+    assert len(engine.seen) == 1
+    assert (got.id, dict(got.labels), got.volumes, got.working_dir) == (
+        "sha256:abc",
+        {"a": "1"},
+        ("/data", "/var/lib/x"),
+        "/opt/app",
+    )
+
+
+def test_image_config_of_a_bare_image_and_a_bad_answer(sock_dir: Path) -> None:
+    engine, adapter = serve(
+        sock_dir,
+        {
+            "/images/bare/json": Answer(200, b'{"Id":"sha256:b","Config":{"Volumes":null}}'),
+            "/images/odd/json": Answer(200, b'{"Id":"sha256:o","Config":{"Volumes":["/d"]}}'),
+        },
+    )
+    bare = adapter.image_config("bare")
+    with pytest.raises(LaunchError, match=r"image odd: the engine answered Config.Volumes"):
+        adapter.image_config("odd")
+    engine.close()
+    assert (bare.volumes, dict(bare.labels), bare.working_dir) == ((), {}, "")

@@ -220,3 +220,115 @@ def test_what_the_real_providers_grant_passes() -> None:
     )
     spec = compile(_plan(), grant, LIVE)
     assert {m.target for m in grant.mounts} <= {m.target for m in spec.mounts}
+
+
+# --- the container's config comes from the plan only: a test per image-config field ------------
+
+# Docker's image inspect `Config` (its container config, a superset of the OCI image config), as
+# Docker 20.10 and Podman 4.3 answer it plus the fields they omit when empty. A field added here
+# (or by an engine: integration/test_container_config.py compares a real image's keys) fails
+# test_every_image_config_field_is_decided until container_body decides it.
+IMAGE_CONFIG_KEYS = {
+    "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
+    "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped",
+    "Image", "Volumes", "WorkingDir", "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild",
+    "Labels", "StopSignal", "StopTimeout", "Shell",
+}  # fmt: skip
+BODY_KEYS = {
+    "Image", "Entrypoint", "Cmd", "User", "Env", "Labels", "Healthcheck", "WorkingDir",
+    "StopSignal", "Hostname", "Domainname", "Tty", "OpenStdin", "StdinOnce", "AttachStdin",
+    "AttachStdout", "AttachStderr", "HostConfig",
+}  # fmt: skip
+VOLUMES = ("/data", "/data/", "//var/cache/x", f"{STORAGE}/x")
+HOSTILE = dataclasses.replace(LIVE, image_volumes=VOLUMES, image_working_dir="/opt")
+
+
+def _body(target: LaunchTarget = HOSTILE, grant: Grant | None = None) -> dict[str, object]:
+    return create_body(compile(_plan(), grant or Grant(), target))
+
+
+def test_every_image_config_field_is_decided() -> None:
+    from sandbox.runtime.container_body import IMAGE_CONFIG_FIELDS
+
+    assert set(IMAGE_CONFIG_FIELDS) == IMAGE_CONFIG_KEYS
+    body = _body()
+    assert set(body) == BODY_KEYS  # a new body field is a decision too: add it above
+    for key, how in IMAGE_CONFIG_FIELDS.items():
+        assert (key in body) == how.startswith("set"), (key, how)
+
+
+def test_the_entrypoint_is_cleared_as_both_engines_need() -> None:
+    # measured: Docker 20.10 clears it for [] and [""], Podman 4.3's compat API only for [""]
+    assert _body()["Entrypoint"] == [""]
+
+
+def test_the_command_is_the_manifests_and_the_args_as_given() -> None:
+    odd = dataclasses.replace(HOSTILE, args=("", "$HOME", "a b", "--x=;rm -rf /"))
+    assert _body(odd)["Cmd"] == ["/opt/game", "", "$HOME", "a b", "--x=;rm -rf /"]
+
+
+def test_no_healthcheck_runs() -> None:
+    assert _body()["Healthcheck"] == {"Test": ["NONE"]}
+
+
+def test_each_image_volume_is_masked_by_a_read_only_tmpfs() -> None:
+    spec = compile(_plan(), Grant(), HOSTILE)
+    masks = [m for m in spec.mounts if m.target != "/tmp"]
+    assert [m.target for m in masks] == ["/data", "/var/cache/x", f"{STORAGE}/x"]
+    assert all(m.kind is MountKind.TMPFS and m.read_only and m.size_bytes is None for m in masks)
+    mounts = create_body(spec)["HostConfig"]["Mounts"]
+    data = next(m for m in mounts if m["Target"] == "/data")
+    assert data == {
+        "Type": "tmpfs",
+        "Target": "/data",
+        "ReadOnly": True,
+        "TmpfsOptions": {"Mode": 0o555},
+    }
+    tmp = next(m for m in mounts if m["Target"] == "/tmp")
+    assert tmp["ReadOnly"] is False and tmp["TmpfsOptions"]["Mode"] == 0o1777
+
+
+def test_a_volume_a_mount_already_stands_on_is_not_masked_twice() -> None:
+    # the engines create no anonymous volume under a mount at the same path (measured on both)
+    save = Mount("/data/saves", MountKind.BIND, f"{STORAGE}/saves", read_only=False)
+    target = dataclasses.replace(LIVE, image_volumes=("/tmp", "/data/saves", "/data"))
+    spec = compile(_plan(), Grant(mounts=(save,)), target)
+    assert [(m.target, m.kind, m.read_only) for m in spec.mounts] == [
+        ("/tmp", MountKind.TMPFS, False),
+        ("/data/saves", MountKind.BIND, False),
+        ("/data", MountKind.TMPFS, True),  # above the storage bind: masked, the bind stays
+    ]
+
+
+@pytest.mark.parametrize("volume", ["/", "//", "data", "", "/proc/x", "/sys/fs"])
+def test_a_volume_that_cannot_be_masked_is_refused(volume: str) -> None:
+    with pytest.raises(LaunchError, match=r"VOLUME|refusing the"):
+        compile(_plan(), Grant(), dataclasses.replace(LIVE, image_volumes=(volume,)))
+
+
+def test_the_sandboxs_env_is_the_bodys_and_each_name_once() -> None:
+    # The engines put the body's Env over the image's ENV for the same name (measured on both:
+    # integration/test_container_config.py); here: every variable the sandbox sets is in it.
+    grant = Grant(env=(EnvVar("DISPLAY", ":7"), EnvVar("HOME", "/home/app")))
+    env = _body(grant=grant)["Env"]
+    assert env == [f"SANDBOX_APP_ID={APP_ID}", "DISPLAY=:7", "HOME=/home/app"]
+
+
+@pytest.mark.parametrize(("uid", "gid"), [(1000, 1001), (0, 0), (65534, 65534)])
+def test_the_user_is_the_plans_uid_always(uid: int, gid: int) -> None:
+    plan = _plan(hardening=baseline_hardening(UserSpec(uid, gid)))
+    assert create_body(compile(plan, Grant(), HOSTILE))["User"] == f"{uid}:{gid}"
+
+
+@pytest.mark.parametrize(
+    ("workdir", "expected"),
+    [("/opt", "/opt"), ("/opt/../srv//x/", "/srv/x"), ("", "/"), ("rel/dir", "/"), ("//w", "/w")],
+)
+def test_the_working_dir_is_the_images_only_when_absolute(workdir: str, expected: str) -> None:
+    target = dataclasses.replace(LIVE, image_working_dir=workdir)
+    assert _body(target)["WorkingDir"] == expected
+
+
+def test_stop_signal_and_domain_are_the_sandboxs() -> None:
+    body = _body()
+    assert (body["StopSignal"], body["Domainname"]) == ("SIGTERM", "")
