@@ -137,6 +137,7 @@ build_image() {  # build_image OUT: build the image into the (new, empty) direct
         log "build: debootstrap $SUITE from $mirror"
         nice -n 10 debootstrap --variant=minbase --include="$BOOTSTRAP_INCLUDE" "$SUITE" "$root" "$mirror" \
             >"$out/debootstrap.log" 2>&1 || { tail -n 30 "$out/debootstrap.log" >&2; die "debootstrap failed"; }
+        rm -f "$root"/var/cache/apt/archives/*.deb
         nice -n 10 tar --numeric-owner -C "$root" -cf "$stage.part" . && mv "$stage.part" "$stage"
         log "build: debootstrap done ($((SECONDS - t)) s)"
     fi
@@ -178,7 +179,7 @@ build_image() {  # build_image OUT: build the image into the (new, empty) direct
     cp "$kernel" "$out/vmlinuz"
     cp "$root/boot/initrd.img-${kernel##*/vmlinuz-}" "$out/initrd.img"
     t=$SECONDS
-    nice -n 10 mkfs.ext4 -q -F -L sandbox-guest -d "$root" "$out/disk.raw" "$DISK_SIZE"
+    nice -n 10 mkfs.ext4 -q -F -L sandbox-guest -d "$root" "$out/disk.raw" "$DISK_SIZE" >/dev/null
     log "build: mkfs.ext4 -d ($((SECONDS - t)) s)"
     rm -rf "$root"
     printf 'recipe %s\nbuilt %s\nbuild_s %s\n' "${IMAGE##*/}" "$(date -u +%FT%TZ)" "$((SECONDS - start))" \

@@ -85,8 +85,9 @@ def test_runs_as_the_desktop_user_not_root() -> None:
 def test_pid1_is_systemd_252() -> None:
     assert Path("/proc/1/comm").read_text().strip() == "systemd"
     assert sh("systemctl", "--version").split()[:2] == ["systemd", "252"]
-    state = subprocess.run(["systemctl", "is-system-running"], capture_output=True, text=True,
-                           check=False).stdout.strip()
+    state = subprocess.run(
+        ["systemctl", "is-system-running"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     assert state in {"running", "degraded"}, state
 
 
@@ -94,7 +95,8 @@ def test_cgroup_v2_unified_hierarchy() -> None:
     mounts = [line.split(" - ") for line in Path("/proc/self/mountinfo").read_text().splitlines()]
     by_point = {left.split()[4]: right.split()[0] for left, right in mounts}
     assert by_point["/sys/fs/cgroup"] == "cgroup2"
-    assert not [p for p, fstype in by_point.items() if fstype == "cgroup"], "a v1 hierarchy is mounted"
+    v1 = [point for point, fstype in by_point.items() if fstype == "cgroup"]
+    assert not v1, f"v1 hierarchies mounted: {v1}"
     # This process sits in the unified tree, in the login's session scope.
     assert Path("/proc/self/cgroup").read_text().startswith("0::/user.slice/")
 
@@ -110,7 +112,8 @@ def test_udevd_and_logind_run() -> None:
 
 def test_lingering_user_manager_runs() -> None:
     state = eventually(
-        lambda: sh("systemctl", "--user", "is-system-running").strip() or None, "user manager")
+        lambda: sh("systemctl", "--user", "is-system-running").strip() or None, "user manager"
+    )
     assert state == "running"
     assert sh("loginctl", "show-user", str(DESKTOP_UID), "-p", "Linger", "--value").strip() == "yes"
     assert os.environ["XDG_RUNTIME_DIR"] == f"/run/user/{DESKTOP_UID}"
@@ -119,8 +122,15 @@ def test_lingering_user_manager_runs() -> None:
 def test_session_bus_answers() -> None:
     address = os.environ["DBUS_SESSION_BUS_ADDRESS"]
     assert address == f"unix:path=/run/user/{DESKTOP_UID}/bus"
-    out = sh("busctl", "--user", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
-             "org.freedesktop.DBus", "GetId")
+    out = sh(
+        "busctl",
+        "--user",
+        "call",
+        "org.freedesktop.DBus",
+        "/org/freedesktop/DBus",
+        "org.freedesktop.DBus",
+        "GetId",
+    )
     assert out.startswith('s "')
     # The user manager is on that bus (what systemd-run --user and app scopes go through).
     names = sh("busctl", "--user", "list", "--acquired", "--no-legend")
@@ -150,8 +160,10 @@ def test_xwayland_provides_an_x_display() -> None:
     assert "vendor string:    The X.Org Foundation" in out
     # Xwayland 22 has no XWAYLAND extension yet: the server on :0 is the Xwayland that the
     # user's Weston spawned (its window manager stays connected, so it keeps running).
-    servers = [line.split(None, 2) for line in
-               sh("ps", "-C", "Xwayland", "-o", "ppid=,uid=,args=").splitlines()]
+    servers = [
+        line.split(None, 2)
+        for line in sh("ps", "-C", "Xwayland", "-o", "ppid=,uid=,args=").splitlines()
+    ]
     assert servers, "no Xwayland process"
     ppid, uid, args = servers[0]
     assert args.split()[:2] == ["/usr/bin/Xwayland", ":0"], args
@@ -167,7 +179,8 @@ def test_docker_system_engine_systemd_driver_cgroup_v2() -> None:
     assert "docker" in groups
     out = eventually(
         lambda: sh("docker", "info", "--format", "{{.CgroupVersion}} {{.CgroupDriver}}").strip(),
-        "docker info")
+        "docker info",
+    )
     assert out == "2 systemd"
 
 
