@@ -77,6 +77,8 @@ recipe_hash() {  # paths, modes and contents of the recipe, and the build steps'
 
 IMAGE=""  # the cache dir of the current recipe, set by image_dir
 image_dir() { IMAGE=$CACHE_ROOT/$(recipe_hash); }
+# The image the running guest was booted from (its ssh key), even if the recipe changed since.
+running_image() { if [[ -s $STATE/image ]]; then IMAGE=$(<"$STATE/image"); else image_dir; fi; }
 
 image_ready() { [[ -s $IMAGE/disk.raw && -s $IMAGE/vmlinuz && -s $IMAGE/initrd.img && -s $IMAGE/id_ed25519 ]]; }
 
@@ -236,7 +238,8 @@ qemu_pid() {  # the pid of this state dir's QEMU, if it runs
 
 # guest_ssh USER [ssh args...]: the guest as USER, by the image's key. The first call per user
 # leaves a master connection behind (ControlPersist; `stop` ends it): under TCG a fresh ssh login
-# costs 3-5 s, a multiplexed one under 1 s.
+# costs 3-5 s, a multiplexed one under 1 s. Neither it nor QEMU may inherit the lock fds 8 and 9:
+# a lock held by a long-lived child would block every later vm.sh.
 guest_ssh() {
     local user=$1
     shift
@@ -244,7 +247,7 @@ guest_ssh() {
         -o ControlMaster=auto -o ControlPersist=yes -o ControlPath="$STATE/ssh-%r.sock" \
         -o UserKnownHostsFile="$IMAGE/known_hosts" -o HostKeyAlias=sandbox-guest \
         -o StrictHostKeyChecking=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 \
-        -o ServerAliveCountMax=8 -o LogLevel=ERROR -T "$user@127.0.0.1" "$@"
+        -o ServerAliveCountMax=8 -o LogLevel=ERROR -T "$user@127.0.0.1" "$@" 8>&- 9>&-
 }
 
 free_port() {
@@ -266,6 +269,7 @@ start_qemu() {  # start_qemu ACCEL: launch QEMU in the background on a fresh ove
     rm -f "$STATE/overlay.qcow2" "$STATE/qemu.pid" "$STATE/console.log"
     qemu-img create -q -f qcow2 -b "$IMAGE/disk.raw" -F raw "$STATE/overlay.qcow2"
     free_port >"$STATE/port"
+    printf '%s\n' "$IMAGE" >"$STATE/image"
     printf '%s\n' "$accel" >"$STATE/accel"
     nice -n 10 qemu-system-x86_64 -name sandbox-guest "${accel_args[@]}" -smp "$SMP" -m "$MEM" \
         -kernel "$IMAGE/vmlinuz" -initrd "$IMAGE/initrd.img" \
@@ -276,7 +280,7 @@ start_qemu() {  # start_qemu ACCEL: launch QEMU in the background on a fresh ove
         -device virtio-rng-pci -device virtio-gpu-pci \
         -audiodev none,id=snd0 -device intel-hda -device hda-duplex,audiodev=snd0 \
         -monitor "unix:$STATE/monitor.sock,server,nowait" -pidfile "$STATE/qemu.pid" \
-        </dev/null >"$STATE/qemu.log" 2>&1 &
+        </dev/null >"$STATE/qemu.log" 2>&1 8>&- 9>&- &
     local launcher=$!
     local deadline=$((SECONDS + 10))
     until [[ -s $STATE/qemu.pid ]]; do
@@ -410,8 +414,15 @@ cmd_run() {
     # One boot and one copy at a time per checkout; CMD itself runs outside the lock.
     exec 9>"$STATE.lock"
     flock 9
-    image_dir
-    qemu_pid >/dev/null || boot
+    if qemu_pid >/dev/null; then
+        running_image
+        local current
+        current=$(recipe_hash)
+        [[ ${IMAGE##*/} == "$current" ]] \
+            || log "the running guest was booted from an older recipe (${IMAGE##*/}); \`vm.sh stop\` to boot the new one"
+    else
+        boot
+    fi
     sync_checkout
     flock -u 9
     local quoted
@@ -424,7 +435,7 @@ cmd_run() {
 cmd_stop() {
     exec 9>"$STATE.lock"
     flock 9
-    image_dir
+    running_image
     if qemu_pid >/dev/null; then
         log "stopping the guest"
         stop_qemu
