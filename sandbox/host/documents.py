@@ -43,7 +43,7 @@ _TOML_POS = re.compile(r"^(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class _Refused(ValueError):
+class _RefusedError(ValueError):
     """Raised inside the decoders' hooks; turned into the caller's error."""
 
 
@@ -76,26 +76,26 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
-            raise _Refused(f"duplicate JSON key {key[:64]!r}")
+            raise _RefusedError(f"duplicate JSON key {key[:64]!r}")
         seen[key] = value
     return seen
 
 
 def _json_int(literal: str) -> int:
     if len(literal) > _MAX_DIGITS:
-        raise _Refused(f"number of {len(literal)} digits (at most {_MAX_DIGITS - 1})")
+        raise _RefusedError(f"number of {len(literal)} digits (at most {_MAX_DIGITS - 1})")
     return int(literal)
 
 
 def _json_float(literal: str) -> float:
     value = float(literal)
     if not math.isfinite(value):
-        raise _Refused(f"number {literal[:24]}... is out of range")
+        raise _RefusedError(f"number {literal[:24]}... is out of range")
     return value
 
 
 def _json_constant(name: str) -> Any:
-    raise _Refused(f"{name} is not valid JSON")
+    raise _RefusedError(f"{name} is not valid JSON")
 
 
 def _check_depth(text: str, fail: Fail, max_depth: int, skip: re.Pattern[str]) -> None:
@@ -124,7 +124,7 @@ def load_json(
         )
     except json.JSONDecodeError as exc:
         raise fail("", f"invalid JSON at offset {exc.pos}: {exc.msg}") from None
-    except _Refused as exc:
+    except _RefusedError as exc:
         raise fail("", f"invalid JSON: {exc}") from None
     except (RecursionError, MemoryError, ValueError) as exc:  # backstops; the checks come first
         raise fail("", f"cannot decode JSON: {type(exc).__name__}") from None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import re
 import socket
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
 from sandbox.engine.endpoint import Endpoint, endpoint_from_env
 from sandbox.host.bounded_io import Deadline, Missing, describe_os_error
+from sandbox.host.documents import load_json
 from sandbox.policy.facts import CgroupDriver, DockerFacts, EngineKind
 
 
@@ -75,7 +76,7 @@ def parse_engine(
         version=_text(version, "Version") or _text(info, "ServerVersion"),
         api_version=_text(version, "ApiVersion"),
         cgroup_driver=driver,
-        cgroup_version=int(cgroup_text) if cgroup_text.isdigit() else None,
+        cgroup_version=int(cgroup_text) if re.fullmatch("[0-9]{1,3}", cgroup_text) else None,
         rootless=_rootless(info, options),
         runtimes=runtimes,
         security_options=options,
@@ -114,10 +115,11 @@ def _get_json(
     response = _http.read_response(reader, "GET")
     if response.status != 200:
         raise _BadAnswerError(f"GET {path} answered HTTP {response.status} {response.reason}")
-    try:
-        value = json.loads(response.body)
-    except ValueError as exc:
-        raise _BadAnswerError(f"GET {path} did not answer JSON") from exc
+
+    def fail(_at: str, problem: str) -> _BadAnswerError:
+        return _BadAnswerError(f"GET {path} did not answer JSON: {problem}")
+
+    value = load_json(response.body, fail, max_bytes=_http.MAX_BODY, duplicates=True)
     if not isinstance(value, dict):
         raise _BadAnswerError(f"GET {path} did not answer a JSON object")
     return value
