@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import functools
-import tomllib
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from sandbox.errors import PolicyError
+from sandbox.host.documents import Fail, load_toml
 from sandbox.policy.catalog import Catalog, parse_catalog
 
 
 def packaged_policies() -> Traversable:
     """The policies/ tree shipped inside the package (works from a wheel, not only a checkout)."""
     return resources.files("sandbox").joinpath("policies")
+
+
+MAX_POLICY_BYTES = 1024 * 1024
+
+
+def policy_fail(where: str) -> Fail:
+    """The error factory for decoding the policy file `where`: the file first, then the problem,
+    then the place in it."""
+
+    def fail(at: str, problem: str) -> PolicyError:
+        return PolicyError(f"{where}: {problem} (at {at})" if at else f"{where}: {problem}")
+
+    return fail
 
 
 def read_toml_dir(directory: Traversable, label: str) -> dict[str, dict[str, Any]]:
@@ -28,14 +41,12 @@ def read_toml_dir(directory: Traversable, label: str) -> dict[str, dict[str, Any
     for entry in entries:
         if not entry.name.endswith(".toml"):
             continue
+        where = f"{label}/{entry.name}"
         try:
-            docs[entry.name] = tomllib.loads(entry.read_text(encoding="utf-8"))
+            data = entry.read_bytes()
         except OSError as exc:
-            raise PolicyError(f"{label}/{entry.name}: cannot read: {exc.strerror or exc}") from None
-        except UnicodeDecodeError as exc:
-            raise PolicyError(f"{label}/{entry.name}: not UTF-8 at byte {exc.start}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise PolicyError(f"{label}/{entry.name}: TOML syntax error: {exc}") from None
+            raise PolicyError(f"{where}: cannot read: {exc.strerror or exc}") from None
+        docs[entry.name] = load_toml(data, policy_fail(where), max_bytes=MAX_POLICY_BYTES)
     return docs
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sandbox.config.catalog import policy_fail
 from sandbox.errors import PolicyError
 from sandbox.fileutil import write_atomic
 from sandbox.host import names
+from sandbox.host.documents import load_toml
 from sandbox.policy.layer_files import dump_override, parse_override, parse_site_policy
 from sandbox.policy.layers import SitePolicy, UserOverride
 
@@ -25,14 +26,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             data = f.read(MAX_LAYER_BYTES + 1)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_LAYER_BYTES:
-        raise PolicyError(f"{path}: larger than {MAX_LAYER_BYTES} bytes")
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise PolicyError(f"{path}: not UTF-8 at byte {exc.start}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{path}: TOML syntax error: {exc}") from None
+    doc: dict[str, Any] = load_toml(data, policy_fail(str(path)), max_bytes=MAX_LAYER_BYTES)
+    return doc
 
 
 def site_policy_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, Final
 
 from sandbox.errors import BundleError
+from sandbox.host.documents import load_json
 
 _BLOCK: Final = 512
 _COPY: Final = 1 << 20
@@ -231,17 +232,16 @@ def _hash_member(info: tarfile.TarInfo, src: IO[bytes]) -> str:
 
 def image_manifest(data: bytes, where: str) -> tuple[str, list[str], list[str]]:
     """manifest.json of a docker-archive -> (config member, RepoTags, Layers)."""
-    try:
-        entries = json.loads(data)
-        entry = entries[0]
-        config, layers = entry["Config"], entry["Layers"]
-        tags = entry.get("RepoTags") or []
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise BundleError(where, "manifest.json does not describe one image") from None
+    entries = load_json(data, lambda _at, problem: BundleError(where, problem), max_bytes=len(data))
+    entry = entries[0] if isinstance(entries, list) and len(entries) == 1 else None
+    if not isinstance(entry, dict):
+        raise BundleError(where, "manifest.json does not describe one image")
+    config, layers = entry.get("Config"), entry.get("Layers")
+    tags = entry.get("RepoTags") or []
     if (
-        len(entries) != 1
-        or not isinstance(config, str)
+        not isinstance(config, str)
         or not isinstance(layers, list)
+        or not isinstance(tags, list)
         or not all(isinstance(x, str) for x in [*layers, *tags])
     ):
         raise BundleError(where, "manifest.json does not describe one image")
@@ -253,10 +253,8 @@ def manifest_json(config: str, tags: list[str], layers: list[str]) -> bytes:
 
 
 def image_config(data: bytes, where: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(where, f"image config is not JSON: {exc}") from None
+    fail = lambda _at, problem: BundleError(where, f"image config: {problem}")  # noqa: E731
+    doc = load_json(data, fail, max_bytes=len(data))
     if not isinstance(doc, dict):
         raise BundleError(where, "image config is not a JSON object")
     return doc

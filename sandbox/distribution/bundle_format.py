@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sandbox.errors import BundleError, ManifestError
+from sandbox.host.documents import load_json
 from sandbox.policy.manifest import Manifest, dump_manifest, parse_manifest
 from sandbox.policy.schema import FieldPath, Reader, is_int, root
 
@@ -125,14 +126,7 @@ def _digest(value: object, where: str) -> str:
 
 
 def _document(data: bytes) -> Mapping[str, Any]:
-    if len(data) > MAX_HEADER_BYTES:
-        raise _fail("", f"is {len(data)} bytes (at most {MAX_HEADER_BYTES})")
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise _fail("", f"not UTF-8 at byte {exc.start}") from None
-    except json.JSONDecodeError as exc:
-        raise _fail("", f"invalid JSON at offset {exc.pos}: {exc.msg}") from None
+    doc = load_json(data, _fail, max_bytes=MAX_HEADER_BYTES)
     if not isinstance(doc, dict):
         raise _fail("", "must hold a JSON object")
     _READ.keys(doc, root(), ("format", "format-version", "kind", "manifest", "image"), ("base",))

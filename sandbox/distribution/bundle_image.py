@@ -6,7 +6,6 @@ link target, small JSON); it never reads the file.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -14,6 +13,7 @@ from typing import Any, Final
 from sandbox.distribution.bundle_format import HEADER_NAME, BundleHeader, LayerRecord
 from sandbox.distribution.layer_scan import LayerScan
 from sandbox.errors import BundleError, ManifestError
+from sandbox.host.documents import load_json
 from sandbox.policy.layers import adds_permissions
 from sandbox.policy.manifest import manifest_from_labels
 
@@ -68,10 +68,17 @@ def _json(members: Members, name: str, where: str) -> Any:
     _, m = _resolve(members, name, where)
     if m.data is None:
         raise BundleError(name, "is not a small JSON file")
-    try:
-        return json.loads(m.data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(name, f"invalid JSON: {exc}") from None
+    return load_json(m.data, lambda _at, problem: BundleError(name, problem), max_bytes=len(m.data))
+
+
+def _object(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """`doc[key]` when it is an object, {} when it is absent or null."""
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BundleError(where, f"{key} must be an object")
+    return value
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,7 @@ def _config(header: BundleHeader, members: Members, entry: _Entry) -> tuple[str,
 def _diff_ids(
     header: BundleHeader, entry: _Entry, config_path: str, doc: dict[str, Any]
 ) -> list[str]:
-    diff_ids = (doc.get("rootfs") or {}).get("diff_ids")
+    diff_ids = _object(doc, "rootfs", config_path).get("diff_ids")
     if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
         raise BundleError(config_path, "rootfs.diff_ids must be a list of digests")
     if len(diff_ids) != len(entry.layers):
@@ -161,11 +168,11 @@ def _layer(header: BundleHeader, members: Members, i: int, name: str, diff_id: s
 
 def _check_labels(header: BundleHeader, config_path: str, doc: dict[str, Any]) -> None:
     """The manifest the image's labels carry must be the one the header shows."""
-    labels = (doc.get("config") or {}).get("Labels") or {}
-    if not isinstance(labels, dict):
-        raise BundleError(config_path, "config.Labels must be an object")
+    labels = _object(_object(doc, "config", config_path), "Labels", f"{config_path}: config")
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise BundleError(config_path, "config.Labels must map names to strings")
     try:
-        from_labels = manifest_from_labels({str(k): str(v) for k, v in labels.items()})
+        from_labels = manifest_from_labels(labels)
     except ManifestError as exc:
         raise BundleError(config_path, f"the image's manifest labels are bad: {exc}") from None
     if from_labels != header.manifest:

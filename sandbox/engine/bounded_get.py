@@ -6,7 +6,6 @@ client, so it asks /version and /info over one socket with what is left of its d
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Mapping
 from typing import Any, BinaryIO
@@ -14,6 +13,7 @@ from typing import Any, BinaryIO
 from sandbox.engine import http
 from sandbox.engine.endpoint import Endpoint
 from sandbox.host.bounded_io import Deadline
+from sandbox.host.documents import load_json
 
 
 class BadAnswerError(Exception):
@@ -44,10 +44,11 @@ def get_json(
     response = http.read_response(reader, "GET")
     if response.status != 200:
         raise BadAnswerError(f"GET {path} answered HTTP {response.status} {response.reason}")
-    try:
-        value = json.loads(response.body)
-    except ValueError as exc:
-        raise BadAnswerError(f"GET {path} did not answer JSON") from exc
+
+    def fail(_at: str, problem: str) -> BadAnswerError:
+        return BadAnswerError(f"GET {path} did not answer JSON: {problem}")
+
+    value = load_json(response.body, fail, max_bytes=http.MAX_BODY, duplicates=True)
     if not isinstance(value, dict):
         raise BadAnswerError(f"GET {path} did not answer a JSON object")
     return value

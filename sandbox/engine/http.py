@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -11,6 +12,10 @@ from typing import BinaryIO
 # sends: Content-Length, chunked, or close-delimited bodies. Callers translate the errors.
 
 MAX_HEAD = 64 * 1024  # status line and headers together
+MAX_BODY = 256 * 1024**2  # a JSON answer; image streams do not come through here
+_STATUS = re.compile(rb"HTTP/1\.[0-9] ([0-9]{3})(?: (.*))?")
+_LENGTH = re.compile(r"[0-9]{1,12}")
+_CHUNK = re.compile(rb"\s*([0-9A-Fa-f]{1,12})\s*(?:;.*)?")
 
 
 class BadResponseError(OSError):
@@ -78,10 +83,10 @@ def read_head(reader: BinaryIO) -> Head:
     status_line = _line(reader, budget)
     if not status_line:
         raise ClosedError("the peer closed the connection without answering")
-    parts = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+    match = _STATUS.fullmatch(status_line.rstrip(b"\r\n"))
+    if match is None:
         raise BadResponseError(f"not an HTTP status line: {status_line[:40]!r}")
-    status = int(parts[1])
+    status, reason = int(match[1]), (match[2] or b"").decode("latin-1")
     headers: dict[str, str] = {}
     while True:
         line = _line(reader, budget)
@@ -93,7 +98,7 @@ def read_head(reader: BinaryIO) -> Head:
         if not sep:
             raise BadResponseError(f"malformed header line: {line[:40]!r}")
         headers[name.strip().lower()] = value.strip()
-    return Head(status, parts[2] if len(parts) > 2 else "", headers)
+    return Head(status, reason, headers)
 
 
 def _exact(reader: BinaryIO, n: int) -> bytes:
@@ -103,26 +108,35 @@ def _exact(reader: BinaryIO, n: int) -> bytes:
     return data
 
 
+def _chunked(reader: BinaryIO) -> bytes:
+    out = bytearray()
+    while True:
+        size_line = reader.readline(1024)
+        match = _CHUNK.fullmatch(size_line.rstrip(b"\r\n"))
+        if match is None:
+            raise BadResponseError(f"bad chunk size {size_line[:20]!r}")
+        size = int(match[1], 16)
+        if size == 0:
+            while reader.readline(1024) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return bytes(out)
+        if len(out) + size > MAX_BODY:
+            raise BadResponseError(f"body larger than {MAX_BODY} bytes")
+        out += _exact(reader, size)
+        reader.readline(1024)  # the CRLF after each chunk
+
+
 def _body(reader: BinaryIO, method: str, status: int, headers: dict[str, str]) -> bytes:
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         return b""
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        out = bytearray()
-        while True:
-            size_line = reader.readline(1024)
-            try:
-                size = int(size_line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BadResponseError(f"bad chunk size {size_line[:20]!r}") from None
-            if size == 0:
-                while reader.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return bytes(out)
-            out += _exact(reader, size)
-            reader.readline(1024)  # the CRLF after each chunk
+        return _chunked(reader)
     length = headers.get("content-length")
     if length is not None:
-        if not length.isdigit():
-            raise BadResponseError(f"bad Content-Length {length!r}")
+        if not _LENGTH.fullmatch(length) or int(length) > MAX_BODY:
+            raise BadResponseError(f"bad Content-Length {length[:24]!r}")
         return _exact(reader, int(length))
-    return reader.read()  # close-delimited
+    data = reader.read(MAX_BODY + 1)  # close-delimited
+    if len(data) > MAX_BODY:
+        raise BadResponseError(f"body larger than {MAX_BODY} bytes")
+    return data

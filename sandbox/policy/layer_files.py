@@ -19,7 +19,8 @@ from sandbox.policy.vocabulary import Permission, Risk, parse_permission, permis
 
 LAYER_FORMAT_VERSION = 1
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)(B?)\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^\s*(\d{1,20}(?:\.\d{1,20})?)\s*([KMGT]?)(i?)(B?)\s*$", re.IGNORECASE)
+_MAX_NUMBER = 2**63 - 1  # what the engine and the kernel take for any limit
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _RISKS: Mapping[str, Risk] = {r.label: r for r in Risk}
 
@@ -60,6 +61,8 @@ def _size(read: Reader, value: object, where: Where) -> int:
         raise read.error(where, f"expected a size such as 2GiB or an integer, got {value!r}")
     if size <= 0:
         raise read.error(where, f"must be greater than zero, got {value!r}")
+    if size > _MAX_NUMBER:
+        raise read.error(where, f"must be at most {_MAX_NUMBER} bytes, got {value!r}")
     return size
 
 
@@ -85,6 +88,8 @@ def _positive_number(read: Reader, value: object, where: Where, *, integer: bool
     if isinstance(value, bool) or not isinstance(value, ok_types):
         kind = "an integer" if integer else "a number"
         raise read.error(where, f"expected {kind}, got {value!r}")
+    if isinstance(value, int) and value > _MAX_NUMBER:  # before isfinite: a huge int has no float
+        raise read.error(where, f"must be at most {_MAX_NUMBER}, got {value!r}")
     if not math.isfinite(value) or value <= 0:
         raise read.error(where, f"must be greater than zero, got {value!r}")
     return value

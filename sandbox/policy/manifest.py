@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from typing import Any, Final
 
 from sandbox.errors import ManifestError
+from sandbox.host.documents import load_json, load_toml
 from sandbox.policy.manifest_model import (
     MANIFEST_VERSION,
     MAX_MANIFEST_BYTES,
@@ -70,25 +70,12 @@ OCI_VERSION: Final = "org.opencontainers.image.version"
 OCI_VENDOR: Final = "org.opencontainers.image.vendor"
 OCI_DESCRIPTION: Final = "org.opencontainers.image.description"
 
-_TOML_POS = re.compile(r"^(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$", re.S)
 _AUDIO_ORDER: Final = (AudioMode.PLAYBACK, AudioMode.RECORD)
 
 
 def parse_manifest_toml(text: str) -> Manifest:
     """The text of a sandbox.toml -> Manifest; TOML syntax errors name the line and column."""
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if size > MAX_MANIFEST_BYTES:
-        raise ManifestError("", f"manifest is {size} bytes (at most {MAX_MANIFEST_BYTES})")
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = _TOML_POS.match(str(exc))
-        if match is None:
-            raise ManifestError("", f"TOML syntax error: {exc}") from None
-        raise ManifestError(
-            f"line {match['line']}, column {match['col']}", f"TOML syntax error: {match['msg']}"
-        ) from None
-    return parse_manifest(doc)
+    return parse_manifest(load_toml(text, ManifestError, max_bytes=MAX_MANIFEST_BYTES))
 
 
 def format_memory(amount: int) -> str | int:
@@ -166,19 +153,6 @@ def manifest_to_labels(m: Manifest) -> dict[str, str]:
     return labels
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ManifestError(LABEL_MANIFEST, f"duplicate JSON key {key!r}")
-        seen[key] = value
-    return seen
-
-
-def _no_constant(name: str) -> Any:
-    raise ManifestError(LABEL_MANIFEST, f"{name} is not valid JSON")
-
-
 def _label_version(labels: Mapping[str, str]) -> int:
     if LABEL_MANIFEST_VERSION not in labels:
         raise ManifestError(LABEL_MANIFEST_VERSION, "label is missing")
@@ -188,15 +162,12 @@ def _label_version(labels: Mapping[str, str]) -> int:
     return check_manifest_version(int(raw_version), LABEL_MANIFEST_VERSION)
 
 
+def _label_fail(_where: str, problem: str) -> ManifestError:
+    return ManifestError(LABEL_MANIFEST, problem)
+
+
 def _label_document(text: str) -> Mapping[str, Any]:
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_MANIFEST_BYTES:
-        raise ManifestError(LABEL_MANIFEST, f"is larger than {MAX_MANIFEST_BYTES} bytes")
-    try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(
-            LABEL_MANIFEST, f"invalid JSON at offset {exc.pos}: {exc.msg}"
-        ) from None
+    doc = load_json(text, _label_fail, max_bytes=MAX_MANIFEST_BYTES)
     if not isinstance(doc, dict):
         raise ManifestError(LABEL_MANIFEST, f"must hold a JSON object, not {type_name(doc)}")
     return doc

@@ -49,7 +49,7 @@ _T = TypeVar("_T")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~:-]*")
 # freedesktop menu categories are CamelCase words; vendor extensions start with "X-".
 _CATEGORY = re.compile(r"[A-Z][A-Za-z0-9]*|X-[A-Za-z0-9][A-Za-z0-9-]*")
-_MEMORY = re.compile(r"([1-9][0-9]*)([KMGT]?)", re.IGNORECASE)
+_MEMORY = re.compile(r"([1-9][0-9]{0,15})([KMGT]?)", re.IGNORECASE)  # 16 digits: > MAX_MEMORY
 _BIDI_OVERRIDES: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 # Where a storage dir may not be mounted: host-like system trees the runtime or the image

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,7 +74,7 @@ def parse_engine(
         version=_text(version, "Version") or _text(info, "ServerVersion"),
         api_version=_text(version, "ApiVersion"),
         cgroup_driver=driver,
-        cgroup_version=int(cgroup_text) if cgroup_text.isdigit() else None,
+        cgroup_version=int(cgroup_text) if re.fullmatch("[0-9]{1,3}", cgroup_text) else None,
         rootless=_rootless(info, options),
         runtimes=runtimes,
         security_options=options,

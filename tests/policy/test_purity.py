@@ -38,7 +38,7 @@ ALLOWED_STDLIB = frozenset(
     ]
 )
 # The pure host codecs the core may use (ids and their escaping); they are scanned as policy is.
-PURE_HOST = frozenset(["sandbox.host.names"])
+PURE_HOST = frozenset(["sandbox.host.names", "sandbox.host.documents"])
 ALLOWED_SANDBOX = frozenset(["sandbox.errors", *PURE_HOST])
 POSIXPATH_IO = frozenset(
     [

@@ -278,8 +278,10 @@ class PulseProxy:
                 return
             try:
                 out = filt.from_client(data) if from_client else filt.from_server(data)
-            except ProviderError:
+            except Exception:  # ProviderError, or any other failure on hostile bytes
                 # A malformed or hostile frame ends this connection only; nothing of it is sent.
+                # The codec raises ProviderError alone (tests/fuzz); anything else the filter
+                # raised on a client's bytes is still that client's fault, never the proxy's.
                 self.closed_for_violation += 1
                 return
             try:
