@@ -6,7 +6,8 @@
 # So, through the proxy:
 #
 # * CREATE_UPLOAD_STREAM: the name is rewritten to `sandbox.<app-id>..<name>` (app ids never
-#   contain "..", so no app's names can collide with another's or with the desktop's) and the
+#   contain "..", so no app's names can collide with another's or with the desktop's), and so
+#   is the stream's media.name (pipewire-pulse names the sample after that), and the
 #   upload is claimed in the app's ledger: at most `max_samples` names and `max_bytes` declared
 #   bytes per app, over all its instances (the server allocates exactly the declared length).
 #   Past a cap: PA_ERR_TOOLARGE, nothing forwarded. A name counts from its upload request until
@@ -32,7 +33,15 @@ from typing import Protocol
 from sandbox.errors import ProviderError
 from sandbox.providers.pulse.protocol import ErrorCode
 from sandbox.providers.pulse.rules import RefusedError
-from sandbox.providers.pulse.tagstruct import U32, ChannelMap, Proplist, SampleSpec, Str, Value
+from sandbox.providers.pulse.tagstruct import (
+    U32,
+    ChannelMap,
+    Proplist,
+    SampleSpec,
+    Str,
+    Value,
+    prop_str,
+)
 
 SAMPLE_PREFIX = "sandbox."
 SAMPLE_SEPARATOR = ".."
@@ -94,7 +103,9 @@ def upload_args(args: tuple[Value, ...], app_id: str, ledger: SampleLedger) -> t
         raise RefusedError(ErrorCode.INVALID)
     if not ledger.claim(full, length_arg.value):
         raise RefusedError(ErrorCode.TOOLARGE)
-    return (Str(full), *args[1:])
+    # pipewire-pulse names the sample after the stream's media.name, not the name argument.
+    kept = tuple((k, v) for k, v in props.items if k != "media.name")
+    return (Str(full), *args[1:4], Proplist((*kept, ("media.name", prop_str(full)))))
 
 
 def _own_name(name: str | None, app_id: str, ledger: SampleLedger) -> str | None:

@@ -99,6 +99,16 @@ def test_upload_is_renamed_into_the_apps_namespace() -> None:
     assert sample_name(APP, "bell-window-system") == OWN
 
 
+def test_media_name_is_the_namespaced_name_too() -> None:
+    """pipewire-pulse names a sample after the stream's media.name, not the name argument."""
+    filt = _ready()
+    (fwd,), _ = _send(filt, Command.CREATE_UPLOAD_STREAM, 5, _upload_args("bell-window-system"))
+    props = fwd.args[4]
+    assert isinstance(props, Proplist)
+    assert [k for k, _ in props.items].count("media.name") == 1
+    assert props.get_str("media.name") == OWN
+
+
 def test_a_null_name_is_taken_from_event_id_as_the_server_would() -> None:
     filt = _ready()
     props = Proplist((("event.id", prop_str("message-new-email")),))
