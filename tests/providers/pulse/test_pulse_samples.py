@@ -398,3 +398,20 @@ def test_proxy_stop_removes_what_its_app_uploaded(tmp_path: Path, server: _FakeS
         proxy.stop()
     assert server.removed() == [OWN]
     assert not SlotLedger(tmp_path / "app" / "samples").known(OWN)
+
+
+def test_proxy_start_removes_what_a_killed_instance_left(
+    tmp_path: Path, server: _FakeServer
+) -> None:
+    """A SIGKILLed launcher leaves its slot record and no lock: the next proxy cleans up."""
+    slots = tmp_path / "app" / "samples"
+    slots.mkdir(parents=True)
+    (slots / "0.slot").write_text(f"4096 {OWN}\n")
+    proxy = PulseProxy(tmp_path / "proxy", server.path, GRANT, shared_dir=tmp_path / "app")
+    proxy.start()
+    try:
+        assert server.removed() == [OWN]
+        assert (slots / "0.slot").read_text() == ""
+    finally:
+        proxy.stop()
+    assert server.removed() == [OWN], "nothing more to remove at stop"
