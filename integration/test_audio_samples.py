@@ -22,7 +22,7 @@ import pytest
 from integration.components import PulseServer
 from integration.containers import APP_UID
 from integration.test_audio_pipewire import pipewire  # noqa: F401 - the fixture, reused
-from integration.test_audio_pulse_proxy import _run
+from integration.test_audio_pulse_proxy import _run, workdir  # noqa: F401 - fixture
 from sandbox.providers.pulse.proxy import PulseProxy, write_client_conf
 from sandbox.providers.pulse.rules import AudioGrant
 from sandbox.providers.pulse.samples import DEFAULT_MAX_SAMPLES, sample_name
@@ -52,22 +52,21 @@ def _sox(path: Path, seconds: float, freq: int) -> None:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    tmp_path.chmod(0o755)
-    out = tmp_path / "out"
-    out.mkdir()
-    os.chown(out, APP_UID, APP_UID)
-    _sox(tmp_path / "short.wav", 0.1, 440)  # 17,640 bytes: the count cap comes first
-    _sox(tmp_path / "long.wav", 25, 440)  # 4.4 MB: over the 4 MiB byte cap alone
-    _sox(tmp_path / "app.wav", 0.2, 880)
-    _sox(tmp_path / "desktop.wav", 0.5, 660)
-    return tmp_path
+def clips(request: pytest.FixtureRequest) -> Path:
+    """The proxy tests' workdir (its out/ writable by the app) with the clips these upload."""
+    base = request.getfixturevalue("workdir")
+    assert isinstance(base, Path)
+    _sox(base / "short.wav", 0.1, 440)  # 17,640 bytes: the count cap comes first
+    _sox(base / "long.wav", 25, 440)  # 4.4 MB: over the 4 MiB byte cap alone
+    _sox(base / "app.wav", 0.2, 880)
+    _sox(base / "desktop.wav", 0.5, 660)
+    return base
 
 
 @pytest.fixture
-def proxy(server: PulseServer, workdir: Path, app_id: str) -> Iterator[PulseProxy]:
+def proxy(server: PulseServer, clips: Path, app_id: str) -> Iterator[PulseProxy]:
     """The app's proxy as the provider starts it: its caps in a per-app shared dir."""
-    sock_dir = workdir / "pulse"
+    sock_dir = clips / "pulse"
     sock_dir.mkdir()
     os.chown(sock_dir, APP_UID, APP_UID)
     write_client_conf(sock_dir / "client.conf")
@@ -76,7 +75,7 @@ def proxy(server: PulseServer, workdir: Path, app_id: str) -> Iterator[PulseProx
         Path(server.socket_path),
         AudioGrant(app_id, "Samples"),
         owner_uid=APP_UID,
-        shared_dir=workdir / "app-runtime",
+        shared_dir=clips / "app-runtime",
     )
     p.start()
     try:
@@ -129,12 +128,12 @@ def test_400_uploads_stop_at_the_cap_and_are_gone_after_exit(  # noqa: PLR0917 -
     tools_image: str,
     server: PulseServer,
     proxy: PulseProxy,
-    workdir: Path,
+    clips: Path,
     app_id: str,
 ) -> None:
     before = set(_samples(server))
     rss_before = _server_rss_kib(server)
-    rc, out = _run(docker_client, tools_image, workdir, UPLOADS)
+    rc, out = _run(docker_client, tools_image, clips, UPLOADS)
     during = set(_samples(server)) - before
     rss_during = _server_rss_kib(server)
     proxy.stop()
@@ -162,10 +161,10 @@ DESKTOP_SCRIPT = (
 
 
 @pytest.fixture
-def desktop_sample(server: PulseServer, workdir: Path) -> Iterator[str]:
+def desktop_sample(server: PulseServer, clips: Path) -> Iterator[str]:
     """The desktop's event sound, uploaded on the host server; removed afterwards."""
     existed = DESKTOP in _samples(server)
-    _pactl(server, "upload-sample", str(workdir / "desktop.wav"), DESKTOP)
+    _pactl(server, "upload-sample", str(clips / "desktop.wav"), DESKTOP)
     try:
         yield _samples(server)[DESKTOP]
     finally:
@@ -185,10 +184,10 @@ def test_the_desktop_sample_is_untouched_and_still_playable(  # noqa: PLR0917 - 
     server: PulseServer,
     desktop_sample: str,
     proxy: PulseProxy,
-    workdir: Path,
+    clips: Path,
     app_id: str,
 ) -> None:
-    rc, out = _run(docker_client, tools_image, workdir, DESKTOP_SCRIPT)
+    rc, out = _run(docker_client, tools_image, clips, DESKTOP_SCRIPT)
     after = _samples(server)
     proxy.stop()
     assert rc == 0, out

@@ -7,12 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pulse_helpers import UnixServer
 
 from sandbox.providers.pulse.proxy import ProxyLimits, PulseProxy, SlotBudget
 from sandbox.providers.pulse.rules import AudioGrant
@@ -28,34 +28,9 @@ def _wait(cond: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-class _Upstream:
+class _Upstream(UnixServer):
     """A server that accepts and holds connections and never speaks: the proxy only needs to
     reach it for a connection to stay open."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.bind(str(path))
-        self._sock.listen(16)
-        self._held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self._held.append(conn)
-
-    def close(self) -> None:
-        # shutdown wakes the blocked accept(); close alone does not on Linux
-        self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-        self._thread.join()
-        for conn in self._held:
-            conn.close()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ names the app did not upload, ledgers shared across processes, teardown removal.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pulse_helpers import GRANT, handshake, packets_of
+from pulse_helpers import GRANT, UnixServer, handshake, packets_of
 
 from sandbox.errors import ProviderError
 from sandbox.providers.pulse.budget import StreamBudget
@@ -283,33 +284,20 @@ def test_a_killed_instances_samples_still_count_and_are_collected(tmp_path: Path
 # -- removal at teardown, over a socket -------------------------------------------------------
 
 
-class _FakeServer:
+class _FakeServer(UnixServer):
     """Answers every command with REPLY (AUTH: a version; SET_CLIENT_NAME: a client index;
     CREATE_UPLOAD_STREAM: a channel) and records what it got."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
         self.got: list[Packet] = []
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.bind(str(path))
-        self._sock.listen(8)
-        self._threads: list[threading.Thread] = []
-        self._accept_thread = threading.Thread(target=self._accept, daemon=True)
-        self._accept_thread.start()
+        super().__init__(path)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            t.start()
-            self._threads.append(t)
+    def handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         dec = FrameDecoder(SERVER_MAX_FRAME, SERVER_MAX_FRAME)
-        with conn:
+        with contextlib.suppress(OSError):
             while data := conn.recv(65536):
                 for f in dec.feed(data):
                     if f.is_control:
@@ -318,16 +306,8 @@ class _FakeServer:
                         conn.sendall(Packet(Command.REPLY, pkt.tag, _answer(pkt)).encode())
 
     def removed(self) -> list[str | None]:
-        return [
-            p.args[0].value
-            for p in self.got
-            if p.command == Command.REMOVE_SAMPLE and isinstance(p.args[0], Str)
-        ]
-
-    def close(self) -> None:
-        self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-        self._accept_thread.join()
+        names = [p.args[0] for p in self.got if p.command == Command.REMOVE_SAMPLE]
+        return [n.value if isinstance(n, Str) else None for n in names]
 
 
 def _answer(pkt: Packet) -> tuple[Value, ...]:
