@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,3 +123,19 @@ class UnixServer:
         self._thread.join()
         for conn in self._held:
             conn.close()
+
+
+@contextlib.contextmanager
+def held_then_killed(setup: str, path: Path) -> Iterator[None]:
+    """Inside: another process ran `setup` (Python, with `Path` imported and the dir as `d`)
+    and sleeps; on leaving it is SIGKILLed, as a launcher can be."""
+    script = f"import sys, time\nfrom pathlib import Path\nd = Path(sys.argv[1])\n{setup}\n"
+    script += "print('held', flush=True)\ntime.sleep(60)\n"
+    holder = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"held"
+        yield
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()

@@ -4,17 +4,13 @@ names the app did not upload, ledgers shared across processes, teardown removal.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pulse_helpers import GRANT, UnixServer, handshake, packets_of
+from pulse_helpers import GRANT, UnixServer, handshake, held_then_killed, packets_of
 
 from sandbox.errors import ProviderError
 from sandbox.providers.pulse.budget import StreamBudget
@@ -254,25 +250,15 @@ def test_failed_removal_leaves_the_names_for_the_next_proxy(tmp_path: Path) -> N
 
 
 def test_a_killed_instances_samples_still_count_and_are_collected(tmp_path: Path) -> None:
-    script = (
-        "import sys, time\n"
-        "from pathlib import Path\n"
+    setup = (
         "from sandbox.providers.pulse.samples import SlotLedger\n"
-        "l = SlotLedger(Path(sys.argv[1]), 2, 100)\n"
-        "assert l.claim('left', 60)\n"
-        "print('held', flush=True)\n"
-        "time.sleep(60)\n"
+        "l = SlotLedger(d, 2, 100)\n"
+        "assert l.claim('left', 60)"
     )
-    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == b"held"
+    with held_then_killed(setup, tmp_path):
         running = SlotLedger(tmp_path, 2, 100)
         assert running.collect() == (), "a live instance's names are not removed"
         running.finish(True)
-    finally:
-        os.kill(holder.pid, signal.SIGKILL)
-        holder.wait()
     mine = SlotLedger(tmp_path, 2, 100)
     assert not mine.claim("new", 50), "the dead instance's 60 bytes still count"
     assert mine.known("left")
