@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sandbox.errors import ProviderError
+from sandbox.providers.pulse import samples
 from sandbox.providers.pulse.budget import Budget, StreamBudget
 from sandbox.providers.pulse.protocol import (
     AUTH_FLAG_MEMFD,
@@ -55,13 +56,15 @@ from sandbox.providers.pulse.rules import (
     STREAM_CREATES,
     STREAM_KIND,
     AudioGrant,
+    RefusedError,
     check_shape,
     is_monitor_name,
+    own_entries,
     rewrite_proplists,
     str_arg,
     u32_arg,
 )
-from sandbox.providers.pulse.tagstruct import U32, Arbitrary, Bool, FormatInfo, Proplist, Str, Value
+from sandbox.providers.pulse.tagstruct import U32, Arbitrary, Bool, Proplist, Str, Value
 
 MAX_PENDING = 4096
 
@@ -74,16 +77,9 @@ class Output:
     to_client: bytes = b""
 
 
-class _RefusedError(Exception):
-    """Internal: answer this request with an error instead of forwarding it."""
-
-    def __init__(self, code: ErrorCode = ErrorCode.ACCESS) -> None:
-        self.code = code
-
-
 _Handler = Callable[["PulseFilter", Packet], tuple[Value, ...] | None]
 # A handler returns the (rewritten) arguments to forward, returns None after answering
-# locally, or raises _RefusedError.
+# locally, or raises RefusedError.
 _ReplyHandler = Callable[["PulseFilter", Command, tuple[Value, ...]], tuple[Value, ...]]
 # A reply handler learns from the server's reply to a forwarded request and returns the
 # arguments the client gets.
@@ -97,12 +93,14 @@ class PulseFilter:
         grant: AudioGrant,
         budget: Budget | None = None,
         upstream_cookie: bytes = bytes(COOKIE_LENGTH),
+        ledger: samples.SampleLedger | None = None,
     ) -> None:
         if len(upstream_cookie) != COOKIE_LENGTH:
             raise ProviderError(f"pulse: cookie must be {COOKIE_LENGTH} bytes")
         self.grant = grant
         self.budget: Budget = budget if budget is not None else StreamBudget()
         self.state = SessionState()
+        self.ledger = ledger if ledger is not None else samples.MemoryLedger()
         self._cookie = upstream_cookie
         self._from_client = FrameDecoder(CLIENT_MAX_CONTROL, CLIENT_MAX_DATA)
         self._from_server = FrameDecoder(SERVER_MAX_FRAME, SERVER_MAX_FRAME)
@@ -162,9 +160,9 @@ class PulseFilter:
         handler = _HANDLERS.get(pkt.command)
         try:
             if handler is None:
-                raise _RefusedError()
+                raise RefusedError()
             args = handler(self, pkt)
-        except _RefusedError as refusal:
+        except RefusedError as refusal:
             to_client.append(error_packet(pkt.tag, refusal.code))
             return
         if args is None:
@@ -184,7 +182,7 @@ class PulseFilter:
             raise ProviderError("pulse: AUTH without a 256-byte cookie")
         version = word & PROTOCOL_VERSION_MASK
         if version < PROTOCOL_VERSION_MIN:
-            raise _RefusedError(ErrorCode.VERSION)
+            raise RefusedError(ErrorCode.VERSION)
         self.state.client_version = min(version, PROTOCOL_VERSION)
         self.state.phase = Phase.AUTHORIZING
         # No SHM or memfd bits: the server then uses no srbchannel and no fd passing at all.
@@ -205,7 +203,7 @@ class PulseFilter:
 
     def _reserve_stream(self) -> None:
         if not self.budget.acquire():
-            raise _RefusedError(ErrorCode.TOOLARGE)
+            raise RefusedError(ErrorCode.TOOLARGE)
         self._reserved += 1
 
     def _unreserve_stream(self) -> None:
@@ -219,19 +217,34 @@ class PulseFilter:
         return args
 
     def _create_upload(self, pkt: Packet) -> tuple[Value, ...]:
-        return self._create_playback(pkt)
+        args = rewrite_proplists(pkt.args, self.grant)
+        self._reserve_stream()
+        try:
+            return samples.upload_args(args, self.grant.app_id, self.ledger)
+        except RefusedError:
+            self._unreserve_stream()
+            raise
+
+    def _play_sample(self, pkt: Packet) -> tuple[Value, ...]:
+        check_shape(pkt)
+        args = rewrite_proplists(pkt.args, self.grant)
+        return samples.play_args(args, self.grant.app_id, self.ledger)
+
+    def _remove_sample(self, pkt: Packet) -> tuple[Value, ...]:
+        check_shape(pkt)
+        return samples.remove_args(pkt.args, self.grant.app_id, self.ledger)
 
     def _create_record(self, pkt: Packet) -> tuple[Value, ...] | None:
         if not self.grant.record:
-            raise _RefusedError()
+            raise RefusedError()
         args = rewrite_proplists(pkt.args, self.grant)
         source_index = u32_arg(args, 2)
         source_name = str_arg(args, 3)
         plist_at = next(i for i, v in enumerate(args) if isinstance(v, Proplist))
         if u32_arg(args, plist_at + 1) != INVALID_INDEX:
-            raise _RefusedError()  # direct_on_input: capture of one other stream
+            raise RefusedError()  # direct_on_input: capture of one other stream
         if source_name is not None and is_monitor_name(source_name):
-            raise _RefusedError()
+            raise RefusedError()
         if len(args) < 14 or not all(isinstance(v, Bool) for v in args[7:14]):
             raise ProviderError("pulse: CREATE_RECORD_STREAM without the v12 flags")
         # no_move (7th-from-v12 flag 6): the server may not later move the stream to a monitor.
@@ -248,14 +261,14 @@ class PulseFilter:
 
     def _own_playback_channel(self, pkt: Packet) -> tuple[Value, ...]:
         if not self.state.own_channel(StreamKind.PLAYBACK, u32_arg(pkt.args, 0)):
-            raise _RefusedError(ErrorCode.NOENTITY)
+            raise RefusedError(ErrorCode.NOENTITY)
         return pkt.args
 
     def _own_record_channel(self, pkt: Packet) -> tuple[Value, ...]:
         if not self.grant.record or not self.state.own_channel(
             StreamKind.RECORD, u32_arg(pkt.args, 0)
         ):
-            raise _RefusedError()
+            raise RefusedError()
         return pkt.args
 
     def _drop_stream(self, channel: int) -> None:
@@ -265,13 +278,13 @@ class PulseFilter:
     def _delete_stream(self, pkt: Packet) -> tuple[Value, ...]:
         channel = u32_arg(pkt.args, 0)
         if not self.state.own_channel(STREAM_KIND[pkt.command], channel):
-            raise _RefusedError(ErrorCode.NOENTITY)
+            raise RefusedError(ErrorCode.NOENTITY)
         self._drop_stream(channel)
         return pkt.args
 
     def _update_stream_proplist(self, pkt: Packet) -> tuple[Value, ...]:
         if not self.state.own_channel(STREAM_KIND[pkt.command], u32_arg(pkt.args, 0)):
-            raise _RefusedError()
+            raise RefusedError()
         u32_arg(pkt.args, 1)  # mode
         return rewrite_proplists(pkt.args, self.grant)
 
@@ -280,7 +293,7 @@ class PulseFilter:
         kind = STREAM_KIND.get(pkt.command)  # None: the client's own proplist
         if kind is not None:
             if not self.state.own_channel(kind, u32_arg(pkt.args, 0)):
-                raise _RefusedError()
+                raise RefusedError()
             start = 1
         keys = pkt.args[start:]
         if not keys or keys[-1] != Str(None) or not all(isinstance(k, Str) for k in keys):
@@ -295,10 +308,10 @@ class PulseFilter:
         """A sink input (playback) or source output (record) of the client's own, by index."""
         kind = STREAM_KIND[pkt.command]
         if kind is StreamKind.RECORD and not self.grant.record:
-            raise _RefusedError()  # before the arguments: refused, not malformed, without record
+            raise RefusedError()  # before the arguments: refused, not malformed, without record
         index = u32_arg(pkt.args, 0)
         if not self.state.own_index(kind, index):
-            raise _RefusedError()
+            raise RefusedError()
         if pkt.command in KILL_COMMANDS:
             for s in list(self.state.streams.values()):
                 if s.kind is kind and s.index == index:
@@ -307,12 +320,12 @@ class PulseFilter:
 
     def _own_client_info(self, pkt: Packet) -> tuple[Value, ...]:
         if u32_arg(pkt.args, 0) != self.state.client_index:
-            raise _RefusedError()
+            raise RefusedError()
         return pkt.args
 
     def _record_only(self, pkt: Packet) -> tuple[Value, ...]:
         if not self.grant.record:
-            raise _RefusedError()
+            raise RefusedError()
         return pkt.args
 
     def _source_list(self, pkt: Packet) -> tuple[Value, ...] | None:
@@ -329,7 +342,7 @@ class PulseFilter:
     def _own_list(self, pkt: Packet) -> tuple[Value, ...]:
         check_shape(pkt)
         if self.state.version < LIST_SCHEMA_MIN_VERSION:
-            raise _RefusedError()
+            raise RefusedError()
         return pkt.args
 
     # -- server side ----------------------------------------------------------------------
@@ -397,24 +410,7 @@ class PulseFilter:
         return args
 
     def _own_entries(self, command: Command, args: tuple[Value, ...]) -> tuple[Value, ...]:
-        width, client_at = LIST_SCHEMAS[command]
-        if len(args) % width:
-            raise ProviderError(f"pulse: {command.name} reply does not match its schema")
-        streams = command != Command.GET_CLIENT_INFO_LIST
-        kind = STREAM_KIND.get(command, StreamKind.RECORD)
-        kept: list[Value] = []
-        for start in range(0, len(args), width):
-            entry = args[start : start + width]
-            index = u32_arg(entry, 0)
-            owner = u32_arg(entry, client_at)
-            if streams and not isinstance(entry[-1], FormatInfo):
-                raise ProviderError(f"pulse: {command.name} reply does not match its schema")
-            mine = owner == self.state.client_index
-            if streams:
-                mine = mine or self.state.own_index(kind, index)
-            if mine:
-                kept.extend(entry)
-        return tuple(kept)
+        return own_entries(command, args, self.state.client_index, self.state.own_index)
 
     def _finish_record_check(
         self, pending: Pending, pkt: Packet, to_server: list[bytes], to_client: list[bytes]
@@ -450,7 +446,8 @@ def _handlers() -> dict[int, _Handler]:
         Command.CREATE_UPLOAD_STREAM: f._create_upload,
         Command.DELETE_UPLOAD_STREAM: f._delete_stream,
         Command.FINISH_UPLOAD_STREAM: f._delete_stream,
-        Command.PLAY_SAMPLE: f._with_proplist,
+        Command.PLAY_SAMPLE: f._play_sample,
+        Command.REMOVE_SAMPLE: f._remove_sample,
         Command.LOOKUP_SOURCE: f._record_only,
         Command.GET_SOURCE_INFO: f._record_only,
         Command.GET_SOURCE_INFO_LIST: f._source_list,

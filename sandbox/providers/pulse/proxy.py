@@ -14,9 +14,17 @@ from pathlib import Path
 
 from sandbox.errors import ProviderError
 from sandbox.providers.pulse.budget import Budget, StreamBudget
+from sandbox.providers.pulse.cleanup import remove_samples
 from sandbox.providers.pulse.filter import PulseFilter
 from sandbox.providers.pulse.protocol import COOKIE_LENGTH
 from sandbox.providers.pulse.rules import AudioGrant, with_peer
+from sandbox.providers.pulse.samples import (
+    DEFAULT_MAX_SAMPLE_BYTES,
+    DEFAULT_MAX_SAMPLES,
+    MemoryLedger,
+    SampleLedger,
+    SlotLedger,
+)
 
 READ_CHUNK = 64 * 1024
 # Above this many unsent bytes towards one side, stop reading from the other (backpressure).
@@ -29,6 +37,8 @@ CLIENT_CONF = "autospawn = no\nenable-shm = no\nenable-memfd = no\n"
 class ProxyLimits:
     max_connections: int = 16
     max_streams: int = 32
+    max_samples: int = DEFAULT_MAX_SAMPLES  # names in the server's sample cache
+    max_sample_bytes: int = DEFAULT_MAX_SAMPLE_BYTES  # their declared sizes together
 
 
 class SlotBudget:
@@ -118,8 +128,8 @@ class PulseProxy:
         upstream_cookie: bytes | None = None,
         shared_dir: Path | None = None,
     ) -> None:
-        """`shared_dir`: where the app's caps are counted across processes (SlotBudget);
-        without it they count this proxy's connections and streams only."""
+        """`shared_dir`: where the app's caps are counted across processes (SlotBudget,
+        SlotLedger); without it they count this proxy's connections, streams and samples only."""
         if upstream_cookie is not None and len(upstream_cookie) != COOKIE_LENGTH:
             raise ProviderError(f"pulse: the upstream cookie must be {COOKIE_LENGTH} bytes")
         self.socket_path = socket_path
@@ -130,11 +140,16 @@ class PulseProxy:
         self._cookie = upstream_cookie or bytes(COOKIE_LENGTH)
         self._budget: Budget
         self._slots: Budget | None = None
+        self._ledger: SampleLedger
         if shared_dir is None:
             self._budget = StreamBudget(limits.max_streams)
+            self._ledger = MemoryLedger(limits.max_samples, limits.max_sample_bytes)
         else:
             self._budget = SlotBudget(shared_dir / "streams", limits.max_streams)
             self._slots = SlotBudget(shared_dir / "connections", limits.max_connections)
+            self._ledger = SlotLedger(
+                shared_dir / "samples", limits.max_samples, limits.max_sample_bytes
+            )
         self._connections = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -149,6 +164,7 @@ class PulseProxy:
     def start(self) -> None:
         if self._thread is not None:
             raise ProviderError("pulse: proxy already started")
+        self._remove_samples()  # what a SIGKILLed instance of the app left in the server
         self._thread = threading.Thread(
             target=self._run, name=f"pulse-proxy-{self.grant.app_id}", daemon=True
         )
@@ -168,11 +184,18 @@ class PulseProxy:
             loop.call_soon_threadsafe(self._request_stop)
         thread.join()
         self._thread = None
+        self._remove_samples()
         for budget in (self._budget, self._slots):
             if isinstance(budget, SlotBudget):
                 budget.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+
+    def _remove_samples(self) -> None:
+        """REMOVE_SAMPLE what this proxy uploaded (and dead instances left) unless a running
+        instance of the app still holds that name; on failure the ledger keeps the names."""
+        names = self._ledger.collect()
+        self._ledger.finish(remove_samples(self.upstream, names, self.grant.app_id, self._cookie))
 
     @property
     def connections(self) -> int:
@@ -238,7 +261,9 @@ class PulseProxy:
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
         peer = peer_credentials(sock)
-        filt = PulseFilter(with_peer(self.grant, peer.pid), self._budget, self._cookie)
+        filt = PulseFilter(
+            with_peer(self.grant, peer.pid), self._budget, self._cookie, self._ledger
+        )
         try:
             up_reader, up_writer = await asyncio.open_unix_connection(
                 str(self.upstream), limit=READ_CHUNK

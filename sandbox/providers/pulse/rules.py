@@ -7,9 +7,10 @@
 #   `ERROR(tag, PA_ERR_ACCESS)` or, for a malformed frame, the connection is closed (the caller
 #   catches ProviderError). Unknown commands are refused: the table below is an allow-list.
 # * playback: streams, drain/cork/flush/latency on its own channels; volume, mute and kill of its
-#   OWN sink inputs; sample upload and play. Server, sink and card info are readable (they
-#   describe devices, not other apps). Client, sink-input and source-output lists are answered
-#   with the client's own objects only; module and sample lists are answered empty.
+#   OWN sink inputs; sample upload (namespaced and capped per app, samples.py) and play. Server,
+#   sink and card info are readable (they describe devices, not other apps). Client, sink-input
+#   and source-output lists are answered with the client's own objects only; module and sample
+#   lists are answered empty.
 # * record (only with the grant): record streams from a real source. The proxy asks the server
 #   itself which source a request names (GET_SOURCE_INFO, by index, name or default) and refuses
 #   monitors (`monitor_of_sink` set or a `.monitor` name) and `direct_on_input` captures, then
@@ -25,12 +26,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from sandbox.errors import ProviderError
-from sandbox.providers.pulse.protocol import Command, Packet, StreamKind
-from sandbox.providers.pulse.tagstruct import U32, Proplist, Str, Value, prop_str
+from sandbox.providers.pulse.protocol import Command, ErrorCode, Packet, StreamKind
+from sandbox.providers.pulse.tagstruct import U32, FormatInfo, Proplist, Str, Value, prop_str
 
 LIST_SCHEMA_MIN_VERSION = 22
 
@@ -65,6 +66,13 @@ IDENTITY_KEYS = frozenset(
     {"application.name", "application.id", "application.icon_name", "application.process.id"}
 )
 MONITOR_NAMES = frozenset({"@DEFAULT_MONITOR@"})
+
+
+class RefusedError(Exception):
+    """A request the proxy answers with `ERROR(tag, code)` instead of forwarding it."""
+
+    def __init__(self, code: ErrorCode = ErrorCode.ACCESS) -> None:
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +156,7 @@ RECORD_CHANNEL_COMMANDS = frozenset(
         Command.UPDATE_RECORD_STREAM_SAMPLE_RATE,
     }
 )
-# Refused without the record grant, whatever their arguments.
+# RefusedError without the record grant, whatever their arguments.
 RECORD_ONLY_COMMANDS = frozenset(
     {
         Command.CREATE_RECORD_STREAM,
@@ -264,6 +272,7 @@ SHAPES: dict[int, tuple[type, ...]] = {
     Command.SET_CLIENT_NAME: (Proplist,),
     Command.UPDATE_CLIENT_PROPLIST: (U32, Proplist),
     Command.PLAY_SAMPLE: (U32, Str, U32, Str, Proplist),
+    Command.REMOVE_SAMPLE: (Str,),
 }
 
 
@@ -273,6 +282,33 @@ def check_shape(pkt: Packet) -> None:
         isinstance(v, t) for v, t in zip(pkt.args, shape, strict=True)
     ):
         raise ProviderError(f"pulse: arguments of command {pkt.command} do not match its shape")
+
+
+def own_entries(
+    command: Command,
+    args: tuple[Value, ...],
+    client_index: int,
+    own_index: Callable[[StreamKind, int], bool],
+) -> tuple[Value, ...]:
+    """A client/sink-input/source-output list reply reduced to the connection's own entries."""
+    width, client_at = LIST_SCHEMAS[command]
+    if len(args) % width:
+        raise ProviderError(f"pulse: {command.name} reply does not match its schema")
+    streams = command != Command.GET_CLIENT_INFO_LIST
+    kind = STREAM_KIND.get(command, StreamKind.RECORD)
+    kept: list[Value] = []
+    for start in range(0, len(args), width):
+        entry = args[start : start + width]
+        index = u32_arg(entry, 0)
+        owner = u32_arg(entry, client_at)
+        if streams and not isinstance(entry[-1], FormatInfo):
+            raise ProviderError(f"pulse: {command.name} reply does not match its schema")
+        mine = owner == client_index
+        if streams:
+            mine = mine or own_index(kind, index)
+        if mine:
+            kept.extend(entry)
+    return tuple(kept)
 
 
 def is_monitor_name(name: str) -> bool:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import struct
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,3 +89,53 @@ def handshake(filt: PulseFilter, client_index: int = 7) -> None:
     props = Proplist((("application.name", prop_str("x")),))
     filt.from_client(Packet(Command.SET_CLIENT_NAME, 1, (props,)).encode())
     filt.from_server(Packet(Command.REPLY, 1, (U32(client_index),)).encode())
+
+
+class UnixServer:
+    """A unix socket server on a thread; `handle(conn)` gets each connection (default: hold it
+    open without a word)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(str(path))
+        self._sock.listen(16)
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        pass
+
+    def close(self) -> None:
+        # shutdown wakes the blocked accept(); close alone does not on Linux
+        self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join()
+        for conn in self._held:
+            conn.close()
+
+
+@contextlib.contextmanager
+def held_then_killed(setup: str, path: Path) -> Iterator[None]:
+    """Inside: another process ran `setup` (Python, with `Path` imported and the dir as `d`)
+    and sleeps; on leaving it is SIGKILLed, as a launcher can be."""
+    script = f"import sys, time\nfrom pathlib import Path\nd = Path(sys.argv[1])\n{setup}\n"
+    script += "print('held', flush=True)\ntime.sleep(60)\n"
+    holder = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"held"
+        yield
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pulse_helpers import UnixServer, held_then_killed
 
 from sandbox.providers.pulse.proxy import ProxyLimits, PulseProxy, SlotBudget
 from sandbox.providers.pulse.rules import AudioGrant
@@ -28,34 +24,9 @@ def _wait(cond: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-class _Upstream:
+class _Upstream(UnixServer):
     """A server that accepts and holds connections and never speaks: the proxy only needs to
     reach it for a connection to stay open."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.bind(str(path))
-        self._sock.listen(16)
-        self._held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self._held.append(conn)
-
-    def close(self) -> None:
-        # shutdown wakes the blocked accept(); close alone does not on Linux
-        self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-        self._thread.join()
-        for conn in self._held:
-            conn.close()
 
 
 @pytest.fixture
@@ -166,22 +137,12 @@ def test_slot_budget_is_shared_and_released(tmp_path: Path) -> None:
 
 def test_slot_budget_of_a_killed_holder_is_freed(tmp_path: Path) -> None:
     """A SIGKILLed launcher never runs its release: the kernel drops its flocks."""
-    script = (
-        "import sys, time\n"
-        "from pathlib import Path\n"
+    setup = (
         "from sandbox.providers.pulse.proxy import SlotBudget\n"
-        "b = SlotBudget(Path(sys.argv[1]), 2)\n"
-        "assert b.acquire() and b.acquire()\n"
-        "print('held', flush=True)\n"
-        "time.sleep(60)\n"
+        "b = SlotBudget(d, 2)\n"
+        "assert b.acquire() and b.acquire()"
     )
-    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == b"held"
+    with held_then_killed(setup, tmp_path):
         mine = SlotBudget(tmp_path, 2)
         assert not mine.acquire(), "the other process holds every slot"
-    finally:
-        os.kill(holder.pid, signal.SIGKILL)
-        holder.wait()
     assert mine.acquire() and mine.acquire()
