@@ -15,6 +15,7 @@ from integration.test_updates import (  # the demo app builds and CLI helpers, s
     env,
     images,
     inspect,
+    podman_with_base,
     record,
     sandbox,
     versions,
@@ -207,8 +208,6 @@ def test_other_key_refused_on_podman(
 ) -> None:
     """The pin is the engine's business not at all: on Podman a thin v1 signed by the
     publisher installs and pins, a thin v2 signed by another key loads nothing there."""
-    from sandbox.engine.adapter import DockerAdapter
-
     keys = _keys(env, tmp_path, "publisher", "impostor")
     (k1, fp1), (k2, fp2) = keys["publisher"], keys["impostor"]
     thin = ("--thin", "--base", base_image)
@@ -216,33 +215,18 @@ def test_other_key_refused_on_podman(
     v2 = _export(env, versions["v2"], tmp_path / "v2.sbx", *thin, "--sign", str(k2))
     image_v1 = str(inspect(versions["v1"])["Id"])
     image_v2 = str(inspect(versions["v2"])["Id"])
-    base_id = str(inspect(base_image)["Id"])
     pod_env = dict(env, DOCKER_HOST=podman_client_url)
-    with (
-        DockerAdapter.from_env(env["DOCKER_HOST"]) as dock,
-        DockerAdapter.from_env(podman_client_url) as podman,
-    ):
-        had_base = podman.images.details(base_id) is not None
-        if not had_base:
-            podman.images.load_stream(dock.images.save_stream(base_id))
-        try:
-            out = sandbox(pod_env, "install", "--yes", str(v1))
-            assert out.returncode == 0, out.stdout + out.stderr
-            assert record(pod_env)["publisher-key"] == fp1
-            before = _record_bytes(pod_env)
-            out = sandbox(pod_env, "update", APP, str(v2))
-            assert out.returncode == 2 and fp1 in out.stderr and fp2 in out.stderr, out.stderr
-            assert podman.images.details(image_v2) is None
-            assert _record_bytes(pod_env) == before
-            loaded = podman.images.details(image_v1)
-            assert loaded is not None and loaded.diff_ids == tuple(diff_ids(versions["v1"]))
-        finally:
-            sandbox(pod_env, "uninstall", APP)
-            for image in (image_v1, image_v2):
-                if podman.images.details(image) is not None:
-                    podman.images.remove(image)
-            if not had_base:
-                podman.images.remove(base_id)
+    with podman_with_base(env, podman_client_url, base_image, (image_v1, image_v2)) as podman:
+        out = sandbox(pod_env, "install", "--yes", str(v1))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert record(pod_env)["publisher-key"] == fp1
+        before = _record_bytes(pod_env)
+        out = sandbox(pod_env, "update", APP, str(v2))
+        assert out.returncode == 2 and fp1 in out.stderr and fp2 in out.stderr, out.stderr
+        assert podman.images.details(image_v2) is None
+        assert _record_bytes(pod_env) == before
+        loaded = podman.images.details(image_v1)
+        assert loaded is not None and loaded.diff_ids == tuple(diff_ids(versions["v1"]))
 
 
 def test_signed_files_of_every_kind_carry_the_same_statement(
