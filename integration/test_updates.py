@@ -4,6 +4,7 @@ running instance's image is never replaced."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -12,6 +13,7 @@ import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -455,33 +457,45 @@ def test_thin_install_on_podman(
 ) -> None:
     """Podman's compat API may refuse an archive without its base layers: the install must
     then rebuild the full archive from the base in Podman's own store, and succeed."""
-    from sandbox.engine.adapter import DockerAdapter
 
     thin = tmp_path / "thin.sbx"
     out = sandbox(env, "export", versions["v1"], "--thin", "--base", base_image, "-o", str(thin))
     assert out.returncode == 0, out.stderr
     image_v1 = str(inspect(versions["v1"])["Id"])
+    pod_env = dict(env, DOCKER_HOST=podman_client_url)
+    with podman_with_base(env, podman_client_url, base_image, (image_v1,)) as podman:
+        out = sandbox(pod_env, "install", "--yes", str(thin))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert record(pod_env)["image-id"] == image_v1
+        loaded = podman.images.details(image_v1)
+        assert loaded is not None
+        assert loaded.diff_ids == tuple(diff_ids(versions["v1"]))
+
+
+@contextlib.contextmanager
+def podman_with_base(
+    env: dict[str, str], podman_url: str, base_image: str, images: tuple[str, ...]
+) -> Iterator[Any]:
+    """Podman's adapter with `base_image` copied in from Docker; afterwards the app is
+    uninstalled there, `images` are removed, and so is the base when this put it there."""
+    from sandbox.engine.adapter import DockerAdapter
+
     base_id = str(inspect(base_image)["Id"])
     with (
         DockerAdapter.from_env(env["DOCKER_HOST"]) as dock,
-        DockerAdapter.from_env(podman_client_url) as podman,
+        DockerAdapter.from_env(podman_url) as podman,
     ):
         had_base = podman.images.details(base_id) is not None
         if not had_base:
             podman.images.load_stream(dock.images.save_stream(base_id))
         assert podman.images.details(base_id) is not None
-        pod_env = dict(env, DOCKER_HOST=podman_client_url)
         try:
-            out = sandbox(pod_env, "install", "--yes", str(thin))
-            assert out.returncode == 0, out.stdout + out.stderr
-            assert record(pod_env)["image-id"] == image_v1
-            loaded = podman.images.details(image_v1)
-            assert loaded is not None
-            assert loaded.diff_ids == tuple(diff_ids(versions["v1"]))
+            yield podman
         finally:
-            sandbox(pod_env, "uninstall", APP)
-            if podman.images.details(image_v1) is not None:
-                podman.images.remove(image_v1)
+            sandbox(dict(env, DOCKER_HOST=podman_url), "uninstall", APP)
+            for image in images:
+                if podman.images.details(image) is not None:
+                    podman.images.remove(image)
             if not had_base:
                 podman.images.remove(base_id)
 

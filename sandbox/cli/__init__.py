@@ -92,6 +92,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("gc", "remove what crashed launchers left behind (safe while apps run)",
             "instances_cmd"),
     Command("data", "list (or --purge) an app's saved data", "data_cmd"),
+    Command("keygen", "write a new Ed25519 publisher key for signing bundles (`export --sign`)",
+            "keygen_cmd"),
     Command("export", "write an installed app or a local image as a .sbx bundle file",
             "export_cmd"),
     Command("install", "review a .sbx bundle's permissions and install it (menu entry, icon)",

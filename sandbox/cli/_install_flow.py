@@ -41,6 +41,15 @@ def asks_for_more(preview: InstallPreview) -> str:
     return ", ".join(str(p) for p in preview.new_permissions)
 
 
+def publisher_line(preview: InstallPreview) -> str:
+    """Who signed the file, for the review (vendor from the manifest + key fingerprint)."""
+    from sandbox.distribution.publishers import NO_PIN, review_line
+
+    previous = preview.previous.pin if preview.previous is not None else NO_PIN
+    vendor = preview.bundle.header.manifest.app.vendor
+    return review_line(vendor, preview.bundle.publisher, previous)
+
+
 def with_progress(label: str, step: Callable[[Progress], T]) -> T:
     """Run `step` with a progress bar that ends its line whatever happens."""
     bar = ProgressBar(label)

@@ -25,6 +25,21 @@ def register(sub: Any) -> None:
         metavar="OLD-IMAGE",
         help="write only the layers the older version OLD-IMAGE lacks (a delta update)",
     )
+    p.add_argument(
+        "--sign",
+        metavar="KEYFILE",
+        type=Path,
+        help="sign the bundle with this publisher key (`sandbox keygen`); see docs/bundle.md",
+    )
+    p.add_argument(
+        "--rotate-from",
+        metavar="OLD-KEYFILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="carry a rotation from this older key to the --sign key (repeat, oldest first), "
+        "so hosts that pinned the old key accept the file and pin the new one",
+    )
     p.set_defaults(handler=run)
 
 
@@ -36,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from sandbox.distribution.bundle_format import BundleKind
     from sandbox.distribution.bundle_writer import export_image, export_partial
     from sandbox.distribution.installed import default_data_home, load_installed
+    from sandbox.distribution.signing import SigningKeys
     from sandbox.engine.adapter import DockerAdapter
     from sandbox.host import names
 
@@ -45,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
     if args.thin and args.delta_from:
         print("sandbox: error: --thin and --delta-from exclude each other", file=sys.stderr)
         return EXIT_USAGE
+    if args.rotate_from and args.sign is None:
+        print("sandbox: error: --rotate-from needs --sign KEYFILE", file=sys.stderr)
+        return EXIT_USAGE
+    # Keys first: a bad key file fails before the engine is asked for anything.
+    signer = SigningKeys.load(args.sign, args.rotate_from) if args.sign is not None else None
     ref = args.target
     if names.is_valid_app_id(ref):
         installed = load_installed(ref, default_data_home())
@@ -61,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
                     kind=BundleKind.THIN,
                     base_ref=args.base,
                     progress=bar,
+                    signer=signer,
                 )
             elif args.delta_from:
                 result = export_partial(
@@ -70,14 +92,16 @@ def run(args: argparse.Namespace) -> int:
                     kind=BundleKind.DELTA,
                     base_ref=args.delta_from,
                     progress=bar,
+                    signer=signer,
                 )
             else:
-                result = export_image(adapter, ref, args.output, bar)
+                result = export_image(adapter, ref, args.output, bar, signer=signer)
         finally:
             bar.finish()
     app = result.header.manifest.app
     header = result.header
     print(f"{result.path}: {app.id} {app.version}, {result.size} bytes ({header.kind.value})")
+    print(f"signed by {signer.fingerprint}" if signer is not None else "unsigned")
     if header.base is not None:
         print(
             f"carries {len(header.carried)} of {len(header.layers)} layers; needs "

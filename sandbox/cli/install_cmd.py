@@ -104,10 +104,11 @@ def _run_terminal(args: argparse.Namespace, adapter: DockerAdapter, data_home: P
 
 def _consent(preview: InstallPreview, args: argparse.Namespace) -> InstallPreview | None:
     """The review and the question when the bundle needs them; None when the user declines."""
-    from sandbox.cli._install_flow import agreed, asks_for_more
+    from sandbox.cli._install_flow import agreed, asks_for_more, publisher_line
     from sandbox.policy.review import review_text
 
     app = preview.bundle.header.manifest.app
+    print(publisher_line(preview))
     if not preview.needs_consent:
         if preview.previous is not None:
             print(

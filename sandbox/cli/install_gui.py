@@ -141,7 +141,7 @@ class _ReviewWindow:
 
 def _add_heading(tk: Any, body: Any, preview: InstallPreview) -> None:
     """The app's name, id, and whether this is the installed version or an update of it."""
-    from sandbox.cli._install_flow import asks_for_more
+    from sandbox.cli._install_flow import asks_for_more, publisher_line
     from sandbox.distribution.install import InstallAction
 
     app = preview.bundle.header.manifest.app
@@ -149,6 +149,14 @@ def _add_heading(tk: Any, body: Any, preview: InstallPreview) -> None:
         anchor="w"
     )
     tk.Label(body, text=app.id, fg="#555555").pack(anchor="w")
+    unsigned = preview.bundle.publisher is None
+    tk.Label(
+        body,
+        text=publisher_line(preview),
+        wraplength=460,
+        justify="left",
+        fg="#b00020" if unsigned else "#000000",
+    ).pack(anchor="w", pady=_PAD)
     if preview.action is InstallAction.SAME:
         tk.Label(body, text="This version is already installed.").pack(anchor="w", pady=_PAD)
     if preview.previous is not None and preview.action is InstallAction.UPDATE:

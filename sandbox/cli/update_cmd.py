@@ -126,9 +126,10 @@ def run_update(args: argparse.Namespace) -> int:
 
 def _consent(preview: InstallPreview, yes: bool) -> InstallPreview | None:
     """Ask again only when this version wants more than the installed one."""
-    from sandbox.cli._install_flow import agreed, asks_for_more
+    from sandbox.cli._install_flow import agreed, asks_for_more, publisher_line
     from sandbox.policy.review import review_text
 
+    print(publisher_line(preview))
     if not preview.new_permissions:
         return preview
     app = preview.bundle.header.manifest.app

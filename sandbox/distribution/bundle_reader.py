@@ -35,6 +35,7 @@ from sandbox.distribution.bundle_image import (
     top_icon,
 )
 from sandbox.distribution.layer_scan import LayerScanner
+from sandbox.distribution.signing import SIGNATURE_NAME, Publisher, verify_signature
 from sandbox.errors import BundleError
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
@@ -73,6 +74,7 @@ class VerifiedBundle:
     icon: bytes | None  # the manifest's icon, read from the layers (last layer wins)
     prefix_digests: tuple[bytes, ...] = field(repr=False)  # sha256 of the first k chunks
     check_chunk: int = field(repr=False, default=ReadLimits.check_chunk)
+    publisher: Publisher | None = None  # None: unsigned (a signature that fails is refused)
 
 
 class _FileHasher:
@@ -186,6 +188,7 @@ def verify_bundle(
     layers = check_image(header, members)
     if hasher.pos != total:
         raise BundleError(str(path), "changed size while it was read")
+    publisher = _publisher(header, members)
     icon = top_icon(layers)
     return VerifiedBundle(
         path=path,
@@ -195,7 +198,18 @@ def verify_bundle(
         icon=icon,
         prefix_digests=tuple(hasher.prefixes),
         check_chunk=limits.check_chunk,
+        publisher=publisher,
     )
+
+
+def _publisher(header: BundleHeader, members: Members) -> Publisher | None:
+    """The signer, once the image checked out: the statement must match the verified header."""
+    member = members.get(SIGNATURE_NAME)
+    if member is None:
+        return None
+    if member.data is None:
+        raise BundleError(SIGNATURE_NAME, "is not a small JSON file")
+    return verify_signature(header, member.data)
 
 
 class _Walk:
@@ -221,6 +235,8 @@ class _Walk:
             raise BundleError(info.name, "appears twice in the archive")
         if self.header is None and name != HEADER_NAME:
             raise BundleError(info.name, f"the first member must be {HEADER_NAME}")
+        if name == SIGNATURE_NAME and self.count != 2:
+            raise BundleError(info.name, f"must come right after {HEADER_NAME}")
         self.content += info.size
         if self.content > limits.max_total_bytes:
             raise BundleError(info.name, f"content exceeds {limits.max_total_bytes} bytes")

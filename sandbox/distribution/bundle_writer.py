@@ -28,6 +28,13 @@ from sandbox.distribution.bundle_format import (
     dump_header,
 )
 from sandbox.distribution.bundle_reader import Progress
+from sandbox.distribution.signing import (
+    SIGNATURE_NAME,
+    SigningKeys,
+    dump_signature,
+    sign,
+    statement_for,
+)
 from sandbox.engine.adapter import DockerAdapter, ImageDetails
 from sandbox.errors import BundleError, LaunchError
 from sandbox.policy.manifest import manifest_from_labels
@@ -89,10 +96,30 @@ def _save_ref(ref: str, details: ImageDetails) -> tuple[str, tuple[str, ...]]:
     return details.id, ()
 
 
+def _add_head(
+    writer: archive.ArchiveWriter,
+    header_bytes: bytes,
+    header: BundleHeader,
+    signer: SigningKeys | None,
+) -> None:
+    """The header member and, when signing, the signature member right after it. The
+    statement needs no layer sizes, so the placeholder header already says all it binds."""
+    writer.add_bytes(HEADER_NAME, header_bytes)
+    if signer is not None:
+        signature = sign(statement_for(header), signer.key, signer.rotate_from)
+        writer.add_bytes(SIGNATURE_NAME, dump_signature(signature))
+
+
 def export_image(
-    adapter: DockerAdapter, ref: str, out_path: Path, progress: Progress | None = None
+    adapter: DockerAdapter,
+    ref: str,
+    out_path: Path,
+    progress: Progress | None = None,
+    *,
+    signer: SigningKeys | None = None,
 ) -> ExportResult:
-    """Write the image `ref` as a bundle at `out_path` (atomically: a failure leaves nothing)."""
+    """Write the image `ref` as a bundle at `out_path` (atomically: a failure leaves nothing);
+    with `signer`, signed by that publisher key."""
     details = adapter.images.details(ref)
     if details is None:
         raise LaunchError(f"image {ref} not found")
@@ -105,13 +132,9 @@ def export_image(
         tags=tags,
     )
     header_bytes = dump_header(placeholder)
-    info = tarfile.TarInfo(HEADER_NAME)
-    info.size = len(header_bytes)
-    info.mode = 0o644
     out_path = out_path.absolute()
     with _bundle_file(out_path) as out:
-        out.write(info.tobuf(format=tarfile.PAX_FORMAT))
-        out.write(header_bytes + b"\0" * (-len(header_bytes) % _BLOCK))
+        _add_head(archive.ArchiveWriter(out), header_bytes, placeholder, signer)
         tee = _Tee(adapter.images.save_stream(save_ref), out, progress, details.size)
         sizes, manifest_json = _member_sizes(tee)
         tee.drain()
@@ -242,6 +265,7 @@ def export_partial(
     kind: BundleKind,
     base_ref: str,
     progress: Progress | None = None,
+    signer: SigningKeys | None = None,
 ) -> ExportResult:
     """Write `ref` as a thin bundle (the layers above `base_ref`) or a delta (the layers the
     older version `base_ref` lacks); the header records the base. Atomic, as export_image."""
@@ -264,7 +288,7 @@ def export_partial(
     out_path = out_path.absolute()
     with _bundle_file(out_path) as out:
         writer = archive.ArchiveWriter(out)
-        writer.add_bytes(HEADER_NAME, header_bytes)
+        _add_head(writer, header_bytes, placeholder, signer)
 
         def on_read(done: int) -> None:
             if progress is not None:

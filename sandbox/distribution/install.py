@@ -34,6 +34,7 @@ from sandbox.distribution.partial import (
     find_source,
     load_partial,
 )
+from sandbox.distribution.publishers import NO_PIN, Pin, first_pin, next_pin
 from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import BundleError, LaunchError, ManifestError, SandboxError
 from sandbox.policy.facts import HostFacts
@@ -58,6 +59,7 @@ class InstallPreview:
     new_permissions: tuple[Permission, ...]  # what an update asks beyond the installed version
     facts: HostFacts
     base_source: str | None = None  # the local image holding the layers a partial file omits
+    pin: Pin = NO_PIN  # the publisher pin the record will hold once committed
 
     @property
     def needs_consent(self) -> bool:
@@ -107,6 +109,13 @@ def preview_install(
 
     bundle = verify_bundle(path, limits, progress)
     manifest = bundle.header.manifest
+    previous = load_installed(manifest.app.id, data_home)
+    same = (
+        previous is not None
+        and previous.image_id == bundle.header.image_id
+        and adapter.images.details(previous.image_id) is not None
+    )
+    pin = _pin_for(bundle, previous, same, site_policy)  # refuses before anything else runs
     _check_tags(adapter, bundle)
     source = None
     if bundle.header.base is not None and adapter.images.details(bundle.header.image_id) is None:
@@ -115,13 +124,29 @@ def preview_install(
     merged = policy_for(manifest, site_policy=site_policy, overrides=overrides)
     host = facts if facts is not None else probe_merged(merged)
     plan = plan_merged(merged, host)
-    previous = load_installed(manifest.app.id, data_home)
     if previous is None:
-        return InstallPreview(bundle, plan, InstallAction.INSTALL, None, (), host, source)
-    if previous.image_id == bundle.header.image_id and adapter.images.details(previous.image_id):
-        return InstallPreview(bundle, plan, InstallAction.SAME, previous, (), host, source)
+        return InstallPreview(bundle, plan, InstallAction.INSTALL, None, (), host, source, pin)
+    if same:
+        return InstallPreview(bundle, plan, InstallAction.SAME, previous, (), host, source, pin)
     added = adds_permissions(previous.manifest, manifest)
-    return InstallPreview(bundle, plan, InstallAction.UPDATE, previous, added, host, source)
+    return InstallPreview(bundle, plan, InstallAction.UPDATE, previous, added, host, source, pin)
+
+
+def _pin_for(
+    bundle: VerifiedBundle, previous: InstalledApp | None, same: bool, site_policy: Path | None
+) -> Pin:
+    """The publisher pin after this file: the installed app's key rules (publishers.py)."""
+    from sandbox.config.layers import load_site_policy
+
+    if previous is not None and same:
+        return previous.pin  # nothing will change
+    required = load_site_policy(site_policy).require_signature
+    source = str(bundle.path)
+    if previous is None:
+        return first_pin(bundle.publisher, require_signature=required, source=source)
+    return next_pin(
+        previous.app_id, previous.pin, bundle.publisher, require_signature=required, source=source
+    )
 
 
 def replan(
@@ -257,6 +282,9 @@ def _installed_record(
         desktop_file=str(files.desktop),
         icon_file=str(files.icon) if files.icon else None,
         base=recorded_base(header, preview.previous),
+        publisher_key=preview.pin.key,
+        publisher_lineage=preview.pin.lineage,
+        signed_by=preview.pin.signed_by,
     )
     previous = preview.previous
     if keep_previous and previous is not None and previous.image_id != header.image_id:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sandbox.distribution.bundle_format import BaseRef
+from sandbox.distribution.publishers import Pin
 from sandbox.errors import BundleError, ManifestError, PolicyError
 from sandbox.fileutil import write_atomic
 from sandbox.host import names
@@ -42,6 +43,15 @@ class InstalledApp:
     icon_file: str | None = None
     base: BaseRef | None = None  # the base image the app's lower layers are (for rebase)
     previous: InstalledApp | None = None  # the version `sandbox rollback` restores (one deep)
+    # The publisher pin (distribution/publishers.py): None when installed unsigned.
+    publisher_key: str | None = None
+    publisher_lineage: tuple[str, ...] = ()  # keys the pin rotated from, ending with it
+    signed_by: str | None = None  # the key this version's file was signed by
+    rebased_by_user: bool = False  # this image was made here by `sandbox rebase`, signed by no one
+
+    @property
+    def pin(self) -> Pin:
+        return Pin(self.publisher_key, self.publisher_lineage, self.signed_by)
 
     def uncovered(
         self, plan_or_granted: LaunchPlan | Iterable[Permission]
@@ -89,6 +99,10 @@ def dump_record(app: InstalledApp) -> dict[str, Any]:
         "icon-file": app.icon_file,
         "base": _dump_base(app.base),
         "previous": dump_record(app.previous) if app.previous is not None else None,
+        "publisher-key": app.publisher_key,
+        "publisher-lineage": list(app.publisher_lineage),
+        "signed-by": app.signed_by,
+        "rebased-by-user": app.rebased_by_user,
     }
 
 
@@ -106,6 +120,17 @@ def _parse_base(raw: Any) -> BaseRef | None:
         str(raw["id"]),
         tuple(str(d) for d in raw["diff-ids"]),
     )
+
+
+def _parse_pin(doc: dict[str, Any]) -> dict[str, Any]:
+    """The publisher fields; a record written before signatures has none (unsigned)."""
+    key, signed_by = doc.get("publisher-key"), doc.get("signed-by")
+    return {
+        "publisher_key": None if key is None else str(key),
+        "publisher_lineage": tuple(str(k) for k in doc.get("publisher-lineage") or ()),
+        "signed_by": None if signed_by is None else str(signed_by),
+        "rebased_by_user": doc.get("rebased-by-user") is True,
+    }
 
 
 def parse_record(doc: Any, source: str) -> InstalledApp:
@@ -130,6 +155,7 @@ def parse_record(doc: Any, source: str) -> InstalledApp:
                 if doc.get("previous") is not None
                 else None
             ),
+            **_parse_pin(doc),
         )
     except (KeyError, TypeError) as exc:
         raise BundleError(source, f"record lacks or mistypes {exc}") from None

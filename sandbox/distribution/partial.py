@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sandbox.distribution import archive
 from sandbox.distribution.bundle_format import HEADER_NAME, BaseRef
+from sandbox.distribution.signing import SIGNATURE_NAME
 from sandbox.engine.adapter import DockerAdapter, ImageDetails
 from sandbox.errors import BundleError, LaunchError
 
@@ -78,7 +79,7 @@ def reconstruct(
     tars it lacks, taken from `source` (an engine's `docker save` stream); returns its size."""
     with archive.open_output(out) as f:
         writer = archive.ArchiveWriter(f)
-        skip = archive.IMAGE_LEVEL | {HEADER_NAME}
+        skip = archive.IMAGE_LEVEL | {HEADER_NAME, SIGNATURE_NAME}
         first = archive.copy_archive(
             partial, writer, drop_digest=lambda _d: False, drop_name=lambda n: n in skip
         )

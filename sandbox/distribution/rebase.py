@@ -418,7 +418,16 @@ def rebase(
             f"the rebased image failed its smoke check ({smoke.detail}); "
             f"{app_id} still runs {record.image_id[:19]}"
         )
-    updated = dataclasses.replace(record, image_id=new_id, tags=(tag,), base=new_ref, previous=None)
+    # Local: the app keeps its id and publisher pin; no publisher signed this image.
+    updated = dataclasses.replace(
+        record,
+        image_id=new_id,
+        tags=(tag,),
+        base=new_ref,
+        previous=None,
+        signed_by=None,
+        rebased_by_user=True,
+    )
     switch_to(record, updated, adapter, data_home, wait_s=wait_s)
     final = installed_or_fail(app_id, data_home)
     return RebaseResult(final, old, old_from, new_ref, tag, outcome, smoke, seconds)

@@ -19,6 +19,7 @@ from sandbox.distribution.install import (
 )
 from sandbox.distribution.installed import InstalledApp, load_installed, save_installed
 from sandbox.distribution.partial import PartialLoad
+from sandbox.distribution.publishers import check_rollback
 from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import BundleError, LaunchError
 
@@ -136,12 +137,15 @@ def rollback(
         raise BundleError(app_id, "has no previous version to roll back to")
     if adapter.images.details(previous.image_id) is None:
         raise BundleError(app_id, f"the previous version's image {previous.image_id[:19]} is gone")
+    check_rollback(app_id, current.pin, previous.pin, rebased_by_user=previous.rebased_by_user)
     wait_until_idle(adapter, current, wait_s)
     restored = dataclasses.replace(
         previous,
         previous=dataclasses.replace(current, previous=None),
         desktop_file=current.desktop_file,
         icon_file=current.icon_file,
+        publisher_key=current.publisher_key,  # the pin never moves back with the version
+        publisher_lineage=current.publisher_lineage,
     )
     save_installed(restored, data_home)
     return RollbackResult(restored, current)

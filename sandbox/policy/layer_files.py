@@ -146,7 +146,7 @@ def _site_apps(read: Reader, doc: Mapping[str, Any]) -> dict[str, frozenset[Perm
 def parse_site_policy(doc: Mapping[str, Any], source: str) -> SitePolicy:
     """One file of /etc/sandbox/policy.d/ (already TOML-decoded); errors name file and key."""
     read = _reader(source)
-    read.keys(doc, root(), (), ("version", "deny", "limits", "apps"))
+    read.keys(doc, root(), (), ("version", "deny", "limits", "apps", "install"))
     _version(read, doc)
     deny, max_risk = _site_deny(read, doc)
     limits = _site_limits(read, doc)
@@ -158,7 +158,19 @@ def parse_site_policy(doc: Mapping[str, Any], source: str) -> SitePolicy:
         max_cpus=limits.max_cpus,
         max_pids=limits.max_pids,
         sources=(source,),
+        require_signature=_site_install(read, doc),
     )
+
+
+def _site_install(read: Reader, doc: Mapping[str, Any]) -> bool:
+    """`[install] require-signature = true`: unsigned bundles are refused."""
+    where = root("install")
+    table = read.table(doc.get("install", {}), where)
+    read.keys(table, where, (), ("require-signature",))
+    value = table.get("require-signature", False)
+    if not isinstance(value, bool):
+        raise read.error(where.key("require-signature"), f"expected true or false, got {value!r}")
+    return value
 
 
 def parse_override(doc: Mapping[str, Any], source: str, app_id: str) -> UserOverride:

@@ -174,6 +174,7 @@ class SitePolicy:
     max_cpus: float | None = None
     max_pids: int | None = None
     sources: tuple[str, ...] = ()  # the files it came from, for messages
+    require_signature: bool = False  # refuse to install or update from unsigned bundles
 
     def __hash__(self) -> int:
         return hash((self.deny, tuple(sorted(self.deny_for_app)), self.max_risk, self.sources))
@@ -194,6 +195,7 @@ class SitePolicy:
             max_cpus=_min_opt(self.max_cpus, other.max_cpus),
             max_pids=_min_opt(self.max_pids, other.max_pids),
             sources=self.sources + other.sources,
+            require_signature=self.require_signature or other.require_signature,
         )
 
 

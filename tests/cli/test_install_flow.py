@@ -13,9 +13,11 @@ import pytest
 
 from sandbox.cli import main
 from sandbox.distribution.install import InstallAction
+from sandbox.distribution.publishers import NO_PIN, review_line
 
-APP = SimpleNamespace(id="org.example.App", name="Example", version="2.0")
-OLD = SimpleNamespace(version="1.0")
+APP = SimpleNamespace(id="org.example.App", name="Example", version="2.0", vendor="Studio")
+OLD = SimpleNamespace(version="1.0", pin=NO_PIN)
+WHO = review_line("Studio", None) + "\n"  # the fakes' files are unsigned
 
 
 class _Engine:
@@ -30,7 +32,7 @@ def _preview(action: InstallAction, *, previous: Any = None, more: tuple[str, ..
     header = SimpleNamespace(manifest=SimpleNamespace(app=APP), kind=SimpleNamespace(value="thin"))
     return SimpleNamespace(
         action=action,
-        bundle=SimpleNamespace(header=header),
+        bundle=SimpleNamespace(header=header, publisher=None),
         previous=previous,
         new_permissions=more,
         needs_consent=previous is None or bool(more),
@@ -90,7 +92,7 @@ def test_install_asks_and_reports(
     code, out, err = _run(capsys, monkeypatch, ["install", str(fakes.file)], "y\n")
     assert code == 0
     assert out == (
-        "review of PLAN\n"
+        WHO + "review of PLAN\n"
         f"installed {APP.id} 2.0 (image sha256:aaaaaaaaaaaa)\n"
         "menu entry: /data/applications/org.example.App.desktop\n"
         "removed the previous image sha256:bbbbbbbbbbbb\n"
@@ -107,7 +109,7 @@ def test_install_declined_at_end_of_input_commits_nothing(
     fakes.preview = _preview(InstallAction.INSTALL)
     code, out, _ = _run(capsys, monkeypatch, ["install", str(fakes.file)])
     assert code == 1
-    assert out == "review of PLAN\ncancelled; nothing was installed\n"
+    assert out == WHO + "review of PLAN\ncancelled; nothing was installed\n"
     assert fakes.committed == []
 
 
@@ -127,7 +129,7 @@ def test_install_of_another_version_asking_more(
     code, out, err = _run(capsys, monkeypatch, ["install", "--yes", str(fakes.file)])
     assert code == 0
     assert out.startswith(
-        "review of PLAN\n"
+        WHO + "review of PLAN\n"
         f"\nUpdate of {APP.id} from 1.0 to 2.0\n"
         "This version asks for more: webcam, network\n"
         f"installed {APP.id} 2.0"
@@ -142,7 +144,7 @@ def test_install_of_another_version_asking_nothing_new(
     code, out, _ = _run(capsys, monkeypatch, ["install", str(fakes.file)])
     assert code == 0
     assert out.startswith(
-        f"Updating {APP.id} from 1.0 to 2.0 (it asks for nothing new)\ninstalled {APP.id} 2.0"
+        WHO + f"Updating {APP.id} from 1.0 to 2.0 (it asks for nothing new)\ninstalled {APP.id} 2.0"
     )
 
 
@@ -153,7 +155,8 @@ def test_update_asking_more_is_declined(
     code, out, err = _run(capsys, monkeypatch, ["update", APP.id, str(fakes.file)], "no\n")
     assert code == 1
     assert out == (
-        "review of PLAN\n\nThis version asks for more: webcam\ncancelled; nothing was changed\n"
+        WHO
+        + "review of PLAN\n\nThis version asks for more: webcam\ncancelled; nothing was changed\n"
     )
     assert "Update Example to 2.0? [y/N] " in err
     assert fakes.committed == []
@@ -166,7 +169,7 @@ def test_update_reports_the_switch(
     code, out, err = _run(capsys, monkeypatch, ["update", APP.id, str(fakes.file)], "yes\n")
     assert code == 0
     assert out == (
-        "review of PLAN\n\nThis version asks for more: webcam\n"
+        WHO + "review of PLAN\n\nThis version asks for more: webcam\n"
         f"updated {APP.id} 1.0 -> 2.0 (thin file, image sha256:aaaaaaaaaaaa)\n"
         f"kept 1.0 for `sandbox rollback {APP.id}`\n"
         "removed the older image sha256:bbbbbbbbbbbb\n"
@@ -179,7 +182,7 @@ def test_update_asking_nothing_new_and_the_same_image(
 ) -> None:
     fakes.preview = _preview(InstallAction.UPDATE, previous=OLD)
     code, out, err = _run(capsys, monkeypatch, ["update", APP.id, str(fakes.file)])
-    assert code == 0 and out.startswith(f"updated {APP.id} 1.0 -> 2.0") and "[y/N]" not in err
+    assert code == 0 and out.startswith(WHO + f"updated {APP.id} 1.0 -> 2.0") and "[y/N]" not in err
     fakes.preview = _preview(InstallAction.SAME, previous=OLD)
     code, out, _ = _run(capsys, monkeypatch, ["update", APP.id, str(fakes.file)])
     assert (code, out) == (0, f"{APP.id} 2.0 is already installed; nothing to do\n")
