@@ -38,12 +38,22 @@ class RawClient:
 
     def image_labels(self, ref: str) -> dict[str, str]:
         """The labels of the local image `ref` ({} when it has none)."""
+        return dict(self.image(ref).labels)
+
+    def image(self, ref: str) -> ImageInfo:
+        """The local image `ref` (a name or an id): its id, tags and labels (created: 0)."""
         status, body = self._t.request("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json")
         if status == 404:
             raise LaunchError(f"image {ref} not found")
         if status != 200:
             raise engine_error(f"inspect image {ref}", status, body)
-        return _labels((json.loads(body).get("Config") or {}).get("Labels"))
+        raw = json.loads(body)
+        return ImageInfo(
+            id=str(raw.get("Id", "")),
+            tags=tuple(str(t) for t in raw.get("RepoTags") or ()),
+            labels=_labels((raw.get("Config") or {}).get("Labels")),
+            created=0,
+        )
 
     def images_with_label(self, key: str) -> tuple[ImageInfo, ...]:
         path = "/images/json?" + _q({"filters": json.dumps({"label": [key]})})

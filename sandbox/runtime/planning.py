@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from sandbox.host import names
 from sandbox.policy.facts import HostFacts
 from sandbox.policy.layers import (
     BUILTIN_DEFAULTS,
@@ -44,10 +46,20 @@ def plan_for(
     from sandbox.policy import engine
 
     catalog = load_catalog()
-    site = load_site_policy(site_policy)
+    site = _as_claimed(load_site_policy(site_policy), manifest.app.id)
     override = load_override(manifest.app.id, overrides)
     policy = merge(BUILTIN_DEFAULTS, manifest, site, override, catalog=catalog)
     return engine.plan(policy, facts, catalog=catalog)
+
+
+def _as_claimed(site: SitePolicy, app_id: str) -> SitePolicy:
+    """An unverified copy gets the site's denials for the id it claims, besides its own."""
+    claimed = names.unverified_of(app_id)
+    if claimed is None or claimed not in site.deny_for_app:
+        return site
+    per_app = dict(site.deny_for_app)
+    per_app[app_id] = per_app.get(app_id, frozenset()) | site.deny_for_app[claimed]
+    return dataclasses.replace(site, deny_for_app=per_app)
 
 
 def asked(policy: EffectivePolicy) -> frozenset[Permission]:

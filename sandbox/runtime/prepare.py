@@ -1,7 +1,8 @@
 """The plan step of a launch: a resolved image -> probe, plan, providers; creates nothing.
 
-Which image an APP-ID names (an install record, the newest labelled image) is decided above,
-in sandbox/distribution/resolve.py; this module only receives the answer.
+Which image a target names and which identity it runs as (an installed app's, or a throwaway
+one for an image no install vouches for) is decided above, in sandbox/distribution/resolve.py;
+this module only receives the answer.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class ResolvedImage:
     manifest: Manifest  # read from that image's labels (or its install record)
     engine_url: str  # the engine the image was found on
     requested_engine: str | None = None  # --docker-host / engine_url as the user gave it
+    # The app id the image claims when it runs as a throwaway identity (manifest.app.id is
+    # then host/names.unverified_app_id of it); None when it runs as itself (installed).
+    unverified_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,29 @@ class Prepared:
     plan: LaunchPlan  # as it will really run (unserved requests already UNAVAILABLE)
     providers: tuple[Provider, ...]
     engine_url: str
+    unverified_of: str | None = None  # as in ResolvedImage: the id an unverified copy claims
+
+
+def identity_note(prepared: Prepared) -> str | None:
+    """The line the review must carry when the app runs as an unverified copy; else None."""
+    if prepared.unverified_of is None:
+        return None
+    return (
+        f"Identity: runs as an unverified copy of {prepared.unverified_of}; its data is "
+        f"separate (not installed, so it runs as {prepared.manifest.app.id})"
+    )
+
+
+def review(prepared: Prepared) -> str:
+    """The permission review to show before launch(): the plan's, with the identity note."""
+    from sandbox.policy.review import review_text
+
+    text = review_text(prepared.plan)
+    note = identity_note(prepared)
+    if note is None:
+        return text
+    head, _, rest = text.partition("\n")  # under the app's name line
+    return f"{head}\n{note}\n{rest}"
 
 
 def prepare(
@@ -55,5 +82,11 @@ def prepare(
     launch_plan = plan_for(resolved.manifest, facts, site_policy=site_policy, overrides=overrides)
     launch_plan, providers = providers_for(launch_plan)
     return Prepared(
-        resolved.image, resolved.manifest, facts, launch_plan, providers, resolved.engine_url
+        resolved.image,
+        resolved.manifest,
+        facts,
+        launch_plan,
+        providers,
+        resolved.engine_url,
+        resolved.unverified_of,
     )
