@@ -48,7 +48,7 @@ def _consent(review: str) -> bool | None:
 
 def run(args: argparse.Namespace) -> int:
     from sandbox.distribution.resolve import resolve
-    from sandbox.runtime.prepare import prepare
+    from sandbox.runtime.prepare import identity_note, prepare
 
     app_args = tuple(args.args[1:] if args.args[:1] == ["--"] else args.args)
     resolved = resolve(args.target, engine_url=args.docker_host)
@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         refused = _ask(prepared, grown)
         if refused is not None:
             return refused
+    elif (note := identity_note(prepared)) is not None:
+        print(f"sandbox: {note}", file=sys.stderr)  # no review shown: say who it runs as
     return _launch(prepared, app_args, detach=args.detach)
 
 

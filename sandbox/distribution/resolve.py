@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sandbox.engine.adapter import DockerAdapter
-from sandbox.errors import BundleError, IdentityError, LaunchError, ManifestError
+from sandbox.errors import (
+    BundleError,
+    IdentityError,
+    LaunchError,
+    ManifestError,
+    UnavailableError,
+)
 from sandbox.host import names
 from sandbox.policy.manifest import Manifest, manifest_from_labels
 from sandbox.policy.plan import LaunchPlan
@@ -107,9 +113,7 @@ def resolve_on(
             )
         return Resolved(ResolvedImage(image_id, manifest, adapter.url, engine_url), record)
     identity = names.unverified_app_id(manifest.app.id, image_id)
-    unverified = dataclasses.replace(
-        manifest, app=dataclasses.replace(manifest.app, id=identity)
-    )
+    unverified = dataclasses.replace(manifest, app=dataclasses.replace(manifest.app, id=identity))
     return Resolved(
         ResolvedImage(image_id, unverified, adapter.url, engine_url, unverified_of=manifest.app.id)
     )
@@ -120,8 +124,10 @@ def _image_by_reference(adapter: DockerAdapter, target: str) -> tuple[str, Manif
     as an image is an app that is not installed."""
     try:
         info = adapter.image(target)
-    except LaunchError as exc:
-        if names.is_valid_app_id(target) and "not found" in str(exc):
+    except UnavailableError:
+        raise
+    except LaunchError:  # not found, or not a valid reference (an APP-ID with capitals)
+        if names.is_valid_app_id(target):
             raise IdentityError(
                 f"{target} is not installed (`sandbox install FILE.sbx` installs it); a local "
                 "image runs by its reference, as an unverified copy with data of its own"

@@ -74,8 +74,8 @@ def check_app_id(app_id: str) -> str:
 # no install may name it (distribution/resolve.py refuses them).
 UNVERIFIED_MARK = "-unverified-"
 UNVERIFIED_HEX = 16
-_UNVERIFIED_RE = re.compile(r"(.+)" + UNVERIFIED_MARK + "([0-9a-f]{%d})" % UNVERIFIED_HEX)
-_IMAGE_ID_RE = re.compile(r"(?:sha256:)?([0-9a-f]{%d})[0-9a-f]*" % UNVERIFIED_HEX)
+_UNVERIFIED_RE = re.compile(rf"(.+){UNVERIFIED_MARK}([0-9a-f]{{{UNVERIFIED_HEX}}})")
+_IMAGE_ID_RE = re.compile(rf"(?:sha256:)?([0-9a-f]{{{UNVERIFIED_HEX}}})[0-9a-f]*")
 
 
 def unverified_app_id(app_id: str, image_id: str) -> str:

@@ -48,7 +48,8 @@ def test_an_unverified_copy_gets_the_site_denials_of_the_id_it_claims(tmp_path: 
     plan = plan_for(m, x11_host(), site_policy=tmp_path, overrides=tmp_path / "none")
     (network,) = [s for s in plan.statuses if s.permission is Capability.NETWORK]
     assert network.state is GrantState.DENIED_BY_SITE
-    stranger = AppInfo(unverified_app_id("com.example.Other", "sha256:" + "e" * 64), "O", "1", ("/o",))
+    other_id = unverified_app_id("com.example.Other", "sha256:" + "e" * 64)
+    stranger = AppInfo(other_id, "O", "1", ("/o",))
     m = Manifest(app=stranger, capabilities=Capabilities(network=True))
     other = plan_for(m, x11_host(), site_policy=tmp_path, overrides=tmp_path / "none")
     assert [s.state for s in other.statuses if s.permission is Capability.NETWORK] == [
