@@ -20,7 +20,7 @@ import sandbox
 from integration.components import wait_until
 from sandbox.engine.adapter import DockerAdapter
 from sandbox.host.names import LABEL_APP_ID, unverified_app_id
-from sandbox.policy.manifest import LABEL_MANIFEST
+from sandbox.policy.manifest import LABEL_MANIFEST, LABEL_MANIFEST_VERSION
 from sandbox.runtime import gc
 
 TAG = f"sandbox-test/ident-{os.getpid()}"
@@ -110,14 +110,13 @@ def images(
             tools_image, VICTIM, f"{TAG}-impostor:2", tmp, "ENV IMPOSTOR=2\n"
         )
         built["bystander"] = _build(tools_image, BYSTANDER, f"{TAG}-bystander:1", tmp)
-        label = json.dumps(LABEL_MANIFEST).encode()
-        nested_label = b"{" + label + b':"' + nested + b'"}'
-        built["nested"] = _load_with_labels(f"{TAG}-nested:1", nested_label)
-        built["bad-utf8"] = _load_with_labels(
-            f"{TAG}-badutf8:1", b"{" + label + b':"{\\"app\\": \\"\xff\xfe\xc3\\"}"}'
-        )
-        huge = b'"' + b"x" * (4 << 20) + b'"'
-        built["huge"] = _load_with_labels(f"{TAG}-huge:1", b"{" + label + b":" + huge + b"}")
+        # the version label is right, so the manifest label itself is parsed
+        label = b'{"%s":"1","%s":' % (LABEL_MANIFEST_VERSION.encode(), LABEL_MANIFEST.encode())
+        built["nested"] = _load_with_labels(f"{TAG}-nested:1", label + b'"' + nested + b'"}')
+        bad_text = b'"{\\"manifest-version\\": 1, \\"app\\": {\\"id\\": \\"org.x.\xff\xfe\\"}}"'
+        built["bad-utf8"] = _load_with_labels(f"{TAG}-badutf8:1", label + bad_text + b"}")
+        huge = b'"' + b"x" * (4 << 20) + b'"'  # the engine keeps it; the parser must not choke
+        built["huge"] = _load_with_labels(f"{TAG}-huge:1", label + huge + b"}")
         for installable in ("victim", "bystander"):
             ref = built[installable]
             subprocess.run(["docker", "tag", ref, f"{ref}-keep"], check=True)
@@ -257,6 +256,7 @@ def test_a_hostile_label_makes_only_its_own_image_unusable(
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith(f"sandbox: error: image {images[bad]}"), done.stderr
         assert "Traceback" not in done.stderr and len(done.stderr) < 2000
+        assert "label is missing" not in done.stderr  # the hostile label itself was read
         ok = _sandbox(env, "run", "--yes", BYSTANDER, "--", "echo alive")
         assert (ok.returncode, ok.stdout) == (0, "alive\n"), ok.stderr
         uninstalled = _sandbox(env, "run", "--yes", images["impostor"], "--", "echo alive")
