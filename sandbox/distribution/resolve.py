@@ -1,5 +1,4 @@
-"""The resolve step of a launch: APP-ID or IMAGE -> the image to run, its manifest and the
-identity it runs as; no launch, nothing written.
+"""The resolve step of a launch: APP-ID or IMAGE -> image, manifest, identity; no launch, no write.
 
 An app id belongs to its installed app (docs/security.md "Identity"): APP-ID names installed
 apps only; IMAGE runs as the installed app when it is that app's installed image, is refused
