@@ -187,3 +187,24 @@ def test_consent_is_asked_for_all_without_a_record_and_for_the_growth_with_one()
     assert everything.not_consented(plan) == ()
     nothing = Resolved(image, _installed("sha256:x", m, frozenset()))
     assert nothing.not_consented(plan) == tuple(sorted(consented(plan), key=permission_sort_key))
+
+
+def test_an_absent_engine_is_not_reported_as_an_app_that_is_not_installed() -> None:
+    from sandbox.errors import EngineUnavailableError
+
+    class Gone(FakeEngine):
+        def image(self, ref: str) -> ImageInfo:
+            raise EngineUnavailableError("no engine at unix:///fake.sock")
+
+    with pytest.raises(EngineUnavailableError):
+        resolve_on(cast(DockerAdapter, Gone({})), APP, FakeRecords())
+
+
+def test_an_install_record_whose_image_names_another_app_is_refused() -> None:
+    from sandbox.errors import BundleError
+
+    other = tiny_manifest()
+    other = dataclasses.replace(other, app=dataclasses.replace(other.app, id="org.other.App"))
+    engine = _engine(_image(OLD, other))
+    with pytest.raises(BundleError, match=r"names org\.other\.App"):
+        resolve_on(engine, APP, FakeRecords(_installed(OLD, tiny_manifest())))

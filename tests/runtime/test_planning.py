@@ -40,9 +40,7 @@ def test_an_unverified_copy_gets_the_site_denials_of_the_id_it_claims(tmp_path: 
     from sandbox.policy.plan import GrantState
     from tests.policy.engine_support import x11_host
 
-    (tmp_path / "50-site.toml").write_text(
-        f'version = 1\n[apps."{APP.id}"]\ndeny = ["network"]\n'
-    )
+    (tmp_path / "50-site.toml").write_text(f'version = 1\n[apps."{APP.id}"]\ndeny = ["network"]\n')
     copy = AppInfo(unverified_app_id(APP.id, "sha256:" + "e" * 64), "Game", "1", ("/bin/g",))
     m = Manifest(app=copy, capabilities=Capabilities(network=True))
     plan = plan_for(m, x11_host(), site_policy=tmp_path, overrides=tmp_path / "none")
