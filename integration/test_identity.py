@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import pytest
 
 import sandbox
 from integration.components import wait_until
+from integration.test_runtime import _build as build_app
+from integration.test_runtime import _manifest as app_manifest
 from sandbox.engine.adapter import DockerAdapter
 from sandbox.host.names import LABEL_APP_ID, unverified_app_id
 from sandbox.policy.manifest import LABEL_MANIFEST, LABEL_MANIFEST_VERSION
@@ -29,21 +30,6 @@ BYSTANDER = f"org.sandboxtest.Bystander{os.getpid()}"
 SECRET = "victim-secret-save"
 
 
-def _manifest(app_id: str) -> str:
-    return textwrap.dedent(
-        f"""\
-        manifest-version = 1
-        [app]
-        id = "{app_id}"
-        name = "Identity test"
-        version = "1.0"
-        command = ["/bin/sh", "-c"]
-        [capabilities.storage]
-        saves = "/data/saves"
-        """
-    )
-
-
 def _sandbox(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sandbox", *args],
@@ -52,19 +38,9 @@ def _sandbox(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     )  # fmt: skip
 
 
-def _build(tools: str, app_id: str, tag: str, tmp: Path, extra: str = "") -> str:
-    """An image of `app_id`'s manifest; `extra` Dockerfile lines make it another image."""
-    ctx = tmp / tag.replace("/", "_").replace(":", "_")
-    ctx.mkdir()
-    (ctx / "sandbox.toml").write_text(_manifest(app_id))
-    labels = subprocess.run(
-        [sys.executable, "-m", "sandbox", "manifest", "labels", "--dockerfile", "sandbox.toml"],
-        cwd=ctx, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    (ctx / "Dockerfile").write_text(f"FROM {tools}\n{labels}{extra}")
-    subprocess.run(["docker", "build", "-q", "-t", tag, "."], cwd=ctx, check=True,
-                   capture_output=True)  # fmt: skip
-    return tag
+def _build(base: str, app_id: str, tag: str, tmp: Path) -> str:
+    """An image of `app_id`'s manifest (storage.saves at /data/saves) on top of `base`."""
+    return build_app("docker", base, tag, app_manifest(app_id, '["/bin/sh", "-c"]'), tmp)
 
 
 def _load_with_labels(tag: str, labels: bytes) -> str:
@@ -103,13 +79,12 @@ def images(
     built: dict[str, str] = {}
     try:
         built["victim"] = _build(tools_image, VICTIM, f"{TAG}-victim:1", tmp)
-        built["impostor"] = _build(
-            tools_image, VICTIM, f"{TAG}-impostor:1", tmp, "ENV IMPOSTOR=1\n"
-        )
-        built["impostor2"] = _build(
-            tools_image, VICTIM, f"{TAG}-impostor:2", tmp, "ENV IMPOSTOR=2\n"
-        )
+        # the victim's very files and labels, one build step on: another image, the same id
+        built["impostor"] = _build(built["victim"], VICTIM, f"{TAG}-impostor:1", tmp)
+        built["impostor2"] = _build(built["impostor"], VICTIM, f"{TAG}-impostor:2", tmp)
         built["bystander"] = _build(tools_image, BYSTANDER, f"{TAG}-bystander:1", tmp)
+        same_id = [built[k] for k in ("victim", "impostor", "impostor2")]
+        assert len({_image_id(ref) for ref in same_id}) == 3, "three images, one app id"
         # the version label is right, so the manifest label itself is parsed
         label = b'{"%s":"1","%s":' % (LABEL_MANIFEST_VERSION.encode(), LABEL_MANIFEST.encode())
         built["nested"] = _load_with_labels(f"{TAG}-nested:1", label + b'"' + nested + b'"}')
