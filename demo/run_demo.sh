@@ -25,6 +25,15 @@ sandbox manifest check "$image"
 step "Permission review (what the app may do on THIS host)"
 sandbox plan "$image"
 
+# An app id belongs to its installed app (docs/security.md "Identity"): `sandbox run APP-ID`
+# runs installed apps only, so the demo ships the app as one file and installs it, as a user
+# would. Its saves, cgroup and records are then keyed on the installed org.sandbox.Demo.
+step "Ship and install: export one .sbx file, verify it, review, consent, menu entry"
+bundle_dir=$(mktemp -d)
+trap 'rm -rf "$bundle_dir"' EXIT
+sandbox export "$image" -o "$bundle_dir/demo.sbx"
+sandbox install --yes "$bundle_dir/demo.sbx"
+
 step "Run 1: launch sandboxed (a window, a tone, a save file)"
 sandbox run --yes org.sandbox.Demo -- 6 &
 launcher=$!

@@ -2,6 +2,7 @@
 """Example launcher embedding sandbox: plan, show the review, launch, wait asynchronously.
 
 Usage: examples/launcher.py APP-ID|IMAGE [ARGS...]   (stops the app after --timeout seconds)
+APP-ID is an installed app; IMAGE a local image (see docs/security.md "Identity").
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import signal
 import sys
 
 import sandbox
-from sandbox.policy.review import review_text
 
 
 async def main() -> int:
@@ -23,7 +23,9 @@ async def main() -> int:
     opts = parser.parse_args()
 
     prepared = sandbox.plan(opts.target)
-    print(review_text(prepared.plan), file=sys.stderr)  # a real launcher shows a dialog here
+    # A real launcher shows a dialog here; the review says when the target runs as an
+    # unverified copy (an image no install vouches for) with data of its own.
+    print(sandbox.review(prepared), file=sys.stderr)
 
     # The app runs in the engine, not in our process group: Ctrl-C or a SIGTERM to this
     # process would end only us and leave the app running. So each signal stops the app

@@ -19,7 +19,7 @@ import sandbox
 from integration.components import wait_until
 from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import LaunchError
-from sandbox.host.names import CGROUP_ROOT
+from sandbox.host.names import CGROUP_ROOT, unverified_app_id
 from sandbox.runtime import cgroups, gc, instances
 
 APP = "org.sandboxtest.RuntimeApp"
@@ -64,7 +64,14 @@ def _build(engine: str, base: str, tag: str, manifest: str, tmp: Path) -> str:
 class Engine:
     name: str
     url: str
-    images: dict[str, str]
+    images: dict[str, str]  # app id -> the uninstalled image's tag
+    ids: dict[str, str]  # app id -> the throwaway identity its image runs as (not installed)
+
+
+def _engine(name: str, url: str, images: dict[str, str]) -> Engine:
+    adapter = DockerAdapter.from_env(url)
+    ids = {app: unverified_app_id(app, adapter.image(ref).id) for app, ref in images.items()}
+    return Engine(name, url, images, ids)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +86,7 @@ def docker_apps(
     limits = '[limits]\nmemory = "64M"\npids = 64\n'
     env = {**os.environ, "DOCKER_HOST": docker_client_url}
     os.environ.update(env)
-    return Engine(
+    return _engine(
         "docker",
         docker_client_url,
         {
@@ -101,7 +108,7 @@ def podman_apps(podman_client_url: str, tmp_path_factory: pytest.TempPathFactory
     sh = '["/bin/sh", "-c"]'
     tag = _build("podman", tools, "sandbox-test/rt-app", _manifest(APP, sh), tmp)
     other = _build("podman", tools, "sandbox-test/rt-other", _manifest(OTHER, sh), tmp)
-    return Engine(
+    return _engine(
         "podman", podman_client_url, {APP: f"localhost/{tag}", OTHER: f"localhost/{other}"}
     )
 
@@ -159,13 +166,13 @@ def test_every_pid_maps_to_the_app(engine: Engine) -> None:
 
         def three() -> bool:
             nonlocal pids
-            pids = gc.container_pids(APP, session.container_id)
+            pids = gc.container_pids(engine.ids[APP], session.container_id)
             return len(pids) >= 3
 
         wait_until(three, interval=0.1)
         for pid in pids:
             ident = sandbox.app_for_pid(pid)
-            assert ident is not None and ident.app_id == APP
+            assert ident is not None and ident.app_id == engine.ids[APP]
             assert ident.instance_id == session.instance_id
         assert sandbox.app_for_pid(os.getpid()) is None
         listed = [i for i in gc.list_running() if i.instance_id == session.instance_id]
@@ -173,8 +180,8 @@ def test_every_pid_maps_to_the_app(engine: Engine) -> None:
     finally:
         session.stop(timeout_s=1)
         session.wait()
-    assert not _containers(engine, APP)
-    assert not _app_cgroup_dirs(APP)
+    assert not _containers(engine, engine.ids[APP])
+    assert not _app_cgroup_dirs(engine.ids[APP])
 
 
 def test_failed_start_leaves_nothing(engine: Engine) -> None:
@@ -192,10 +199,10 @@ def test_failed_start_leaves_nothing(engine: Engine) -> None:
     )  # fmt: skip
     with pytest.raises(LaunchError):
         sandbox.launch(bad, stdio=None)
-    assert not _containers(engine, APP)
-    assert not _app_cgroup_dirs(APP)
+    assert not _containers(engine, engine.ids[APP])
+    assert not _app_cgroup_dirs(engine.ids[APP])
     base = instances.instances_dir(os.geteuid())
-    assert not [i for i in instances.list_instances(base) if i.state.app_id == APP]
+    assert not [i for i in instances.list_instances(base) if i.state.app_id == engine.ids[APP]]
     assert not [e for e in os.listdir(base) if e.startswith(instances.PENDING_PREFIX)]
 
 
@@ -205,12 +212,13 @@ def test_saves_persist_and_stay_private(engine: Engine, tmp_path: Path) -> None:
     assert code == 0, err
     code, out, _ = run_app(eng, eng.images[APP], "cat /data/saves/slot1")
     assert (code, out) == (0, "level-7\n")
-    host = tmp_path / "data" / "sandbox" / "apps" / APP / "saves" / "slot1"
+    host = tmp_path / "data" / "sandbox" / "apps" / eng.ids[APP] / "saves" / "slot1"
     st = host.stat()
     assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
     assert oct(host.parent.stat().st_mode & 0o777) == "0o700"
     code, out, _ = run_app(eng, eng.images[OTHER], "ls -A /data/saves; ls -A /data")
     assert code == 0 and "slot1" not in out
+    assert not (tmp_path / "data" / "sandbox" / "apps" / APP).exists()  # not installed: not its
 
 
 @pytest.fixture
@@ -242,13 +250,14 @@ def test_saves_under_sudo_belong_to_the_user(
         stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     assert (proc.returncode, proc.stdout) == (0, f"{uid}\n"), proc.stderr
-    saves = home / ".local/share/sandbox/apps" / APP / "saves"
+    saves = home / ".local/share/sandbox/apps" / docker_apps.ids[APP] / "saves"
     made = [home / ".local", *saves.parents[: len(saves.parents) - len(home.parts) - 1]]
     for path in [*made, saves, saves / "slot"]:
         st = os.lstat(path)
         assert (st.st_uid, st.st_gid) == (uid, gid), path
     assert (saves / "slot").read_text() == "saved\n"
-    assert not (Path("/root/.local/share/sandbox/apps") / APP / "saves" / "slot").exists()
+    root_saves = Path("/root/.local/share/sandbox/apps") / docker_apps.ids[APP] / "saves"
+    assert not (root_saves / "slot").exists()
 
 
 def test_two_instances_share_one_memory_limit(docker_apps: Engine) -> None:
@@ -263,7 +272,7 @@ def test_two_instances_share_one_memory_limit(docker_apps: Engine) -> None:
         stdio=None,
     )
     try:
-        wait_until(lambda: _usage(SHARED) > 35 << 20, interval=0.1)
+        wait_until(lambda: _usage(eng.ids[SHARED]) > 35 << 20, interval=0.1)
         second = sandbox.launch(
             sandbox.plan(eng.images[SHARED], engine_url=eng.url),
             args=(f'python3 -c "{hog % 20}"',),
@@ -335,17 +344,19 @@ def test_gc_during_a_launch_keeps_the_app_limits(
     prepared = sandbox.plan(eng.images[SHARED], engine_url=eng.url)
     session = sandbox.launch(prepared, args=("sleep 30",), stdio=None)
     try:
-        assert reports and SHARED not in reports[0].cgroups
-        wait_until(lambda: bool(gc.container_pids(SHARED, session.container_id)), interval=0.1)
-        assert _limit(SHARED, "memory") == prepared.plan.limits.memory_bytes
-        assert _limit(SHARED, "pids") == prepared.plan.limits.pids
+        assert reports and eng.ids[SHARED] not in reports[0].cgroups
+        wait_until(
+            lambda: bool(gc.container_pids(eng.ids[SHARED], session.container_id)), interval=0.1
+        )
+        assert _limit(eng.ids[SHARED], "memory") == prepared.plan.limits.memory_bytes
+        assert _limit(eng.ids[SHARED], "pids") == prepared.plan.limits.pids
         # and gc while the app runs leaves the parent (and its limits) alone too
-        assert SHARED not in gc.gc((eng.url,)).cgroups
-        assert _limit(SHARED, "memory") == prepared.plan.limits.memory_bytes
+        assert eng.ids[SHARED] not in gc.gc((eng.url,)).cgroups
+        assert _limit(eng.ids[SHARED], "memory") == prepared.plan.limits.memory_bytes
     finally:
         session.stop(timeout_s=1)
         session.wait()
-    assert not _app_cgroup_dirs(SHARED)
+    assert not _app_cgroup_dirs(eng.ids[SHARED])
 
 
 def test_sigkilled_launcher_then_gc_leaves_nothing(engine: Engine) -> None:
@@ -358,22 +369,24 @@ def test_sigkilled_launcher_then_gc_leaves_nothing(engine: Engine) -> None:
 
     def started() -> bool:
         return any(
-            i.state.app_id == APP and i.state.container_id for i in instances.list_instances(base)
-        ) and bool(_app_cgroup_dirs(APP))
+            i.state.app_id == eng.ids[APP] and i.state.container_id
+            for i in instances.list_instances(base)
+        ) and bool(_app_cgroup_dirs(eng.ids[APP]))
 
     try:
         wait_until(started, interval=0.1)
-        [inst] = [i for i in instances.list_instances(base) if i.state.app_id == APP]
+        [inst] = [i for i in instances.list_instances(base) if i.state.app_id == eng.ids[APP]]
         wait_until(
-            lambda: bool(gc.container_pids(APP, inst.state.container_id or "")), interval=0.1
+            lambda: bool(gc.container_pids(eng.ids[APP], inst.state.container_id or "")),
+            interval=0.1,
         )
     finally:  # also when a wait fails: never leave a launcher (and its app) behind
         launcher.send_signal(signal.SIGKILL)
         launcher.wait()
     report = gc.gc((eng.url,))
     assert not report.problems
-    assert not _containers(eng, APP)
-    assert not _app_cgroup_dirs(APP)
+    assert not _containers(eng, eng.ids[APP])
+    assert not _app_cgroup_dirs(eng.ids[APP])
     assert not inst.path.exists()
     assert not [e for e in os.listdir(base) if e.startswith(instances.PENDING_PREFIX)]
 
@@ -418,14 +431,14 @@ def test_signalled_launcher_tears_everything_down(
             # Under load the app's shell may not have run its `trap` yet when its pids appear:
             # wait until a process of it catches SIGTERM, or the test measures the race.
             return any(
-                i.state.app_id == APP
+                i.state.app_id == engine.ids[APP]
                 and i.state.container_id
-                and _ready(gc.container_pids(APP, i.state.container_id), sig)
+                and _ready(gc.container_pids(engine.ids[APP], i.state.container_id), sig)
                 for i in instances.list_instances(base)
             )
 
         wait_until(running, interval=0.1)
-        [inst] = [i for i in instances.list_instances(base) if i.state.app_id == APP]
+        [inst] = [i for i in instances.list_instances(base) if i.state.app_id == engine.ids[APP]]
         signalled = time.monotonic()
         launcher.send_signal(sig)
         assert launcher.wait(timeout=20) == code
@@ -433,13 +446,13 @@ def test_signalled_launcher_tears_everything_down(
     finally:
         launcher.kill()
         launcher.wait()
-    assert not _containers(engine, APP)
-    assert not _app_cgroup_dirs(APP)
+    assert not _containers(engine, engine.ids[APP])
+    assert not _app_cgroup_dirs(engine.ids[APP])
     assert not inst.path.exists()
     # other launches (other tests, other users of this runtime dir) may be pending right now
     links = [e for e in os.scandir(base) if e.is_symlink()]
     assert not [e for e in links if os.readlink(e.path) == inst.path.name]
-    assert not [i for i in instances.list_instances(base) if i.state.app_id == APP]
+    assert not [i for i in instances.list_instances(base) if i.state.app_id == engine.ids[APP]]
 
 
 def test_example_launcher_stops_the_app_on_sigint(docker_apps: Engine) -> None:
@@ -463,9 +476,9 @@ def test_example_launcher_stops_the_app_on_sigint(docker_apps: Engine) -> None:
         launcher.kill()
         launcher.wait()
     assert code == 137  # `sh -c` as PID 1 ignores SIGTERM: killed after docker stop's 3 s
-    assert not _containers(docker_apps, APP)
-    assert not _app_cgroup_dirs(APP)
-    assert not [i for i in instances.list_instances(base) if i.state.app_id == APP]
+    assert not _containers(docker_apps, docker_apps.ids[APP])
+    assert not _app_cgroup_dirs(docker_apps.ids[APP])
+    assert not [i for i in instances.list_instances(base) if i.state.app_id == docker_apps.ids[APP]]
 
 
 def test_run_without_tty_needs_yes(docker_apps: Engine) -> None:
@@ -475,12 +488,13 @@ def test_run_without_tty_needs_yes(docker_apps: Engine) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "--yes" in proc.stderr
-    assert not _containers(docker_apps, APP)
+    assert not _containers(docker_apps, docker_apps.ids[APP])
 
 
 def test_cli_run_forwards_output_and_exit_code(docker_apps: Engine) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "sandbox", "run", "-y", APP, "--", "echo out; echo err >&2; exit 7"],
+        [sys.executable, "-m", "sandbox", "run", "-y", docker_apps.images[APP], "--",
+         "echo out; echo err >&2; exit 7"],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert (proc.returncode, proc.stdout) == (7, "out\n")

@@ -31,6 +31,7 @@ from integration.components import (
 )
 from integration.containers import open_errno_in
 from sandbox.engine.adapter import DockerAdapter
+from sandbox.host.names import unverified_app_id
 from sandbox.policy.facts import DeviceFacts, GpuDevice
 from sandbox.policy.plan import (
     GrantState,
@@ -246,13 +247,15 @@ def test_playback_is_attributed_and_record_refused(
     images: dict[str, str], pulse_server: PulseServer, pulse: pulsectl.Pulse
 ) -> None:
     prepared = sandbox.plan(images[AUDIO_APP])
+    runs_as = _runs_as(images, AUDIO_APP)
+    assert prepared.manifest.app.id == runs_as  # not installed: an unverified copy
     assert [p.name for p in prepared.providers] == ["audio.playback"]
     session = sandbox.launch(prepared, args=(PLAY,), stdio=None)
     try:
         seen: list[dict[str, str]] = []
 
         def stream() -> bool:
-            seen[:] = app_sink_inputs(pulse, AUDIO_APP)
+            seen[:] = app_sink_inputs(pulse, runs_as)
             return bool(seen)
 
         wait_until(stream, what="the app's sink input")
@@ -262,7 +265,7 @@ def test_playback_is_attributed_and_record_refused(
     finally:
         code = session.wait()
     assert code == 0
-    assert ident is not None and ident.app_id == AUDIO_APP
+    assert ident is not None and ident.app_id == runs_as
     assert ident.instance_id == session.instance_id
     assert comm == "paplay"
 
@@ -276,6 +279,15 @@ def test_playback_is_attributed_and_record_refused(
 
 
 # --- 2. detached instances keep their providers ------------------------------------------------
+
+
+def _runs_as(images: dict[str, str], app: str) -> str:
+    """The identity the uninstalled image of `app` runs as (docs/security.md "Identity")."""
+    return unverified_app_id(app, DockerAdapter.from_env().image_config(images[app]).id)
+
+
+def _containers_of(images: dict[str, str], app: str) -> tuple[object, ...]:
+    return DockerAdapter.from_env().containers_with_label("sandbox.app-id", _runs_as(images, app))
 
 
 def _run_detached(image: str, script: str) -> instances.Instance:
@@ -312,11 +324,12 @@ def test_detached_app_keeps_audio_and_tears_down_when_it_ends(
     proxy_socket = inst.path / "pulse" / "native"
     assert proxy_socket.is_socket()
     # the launcher has returned: audio still flows through the supervisor's proxy
-    wait_until(lambda: bool(app_sink_inputs(pulse, DETACHED_APP)), what="detached app's stream")
+    runs_as = _runs_as(images, DETACHED_APP)
+    wait_until(lambda: bool(app_sink_inputs(pulse, runs_as)), what="detached app's stream")
     wait_until(lambda: _gone(inst), timeout=20, what="teardown after the app ended")
     assert not proxy_socket.exists()
     assert not _cookie_works(x11_display, kept), "the cookie was revoked"
-    assert not DockerAdapter.from_env().containers_with_label("sandbox.app-id", DETACHED_APP)
+    assert not _containers_of(images, DETACHED_APP)
 
 
 def test_stop_of_a_detached_instance_tears_down(
@@ -332,7 +345,7 @@ def test_stop_of_a_detached_instance_tears_down(
     assert done.returncode == 0, done.stderr
     assert _gone(inst), "stop returns once the supervisor has torn down"
     assert not _cookie_works(x11_display, kept)
-    assert not DockerAdapter.from_env().containers_with_label("sandbox.app-id", DETACHED_APP)
+    assert not _containers_of(images, DETACHED_APP)
 
 
 def test_gc_after_a_sigkilled_supervisor(
@@ -349,7 +362,7 @@ def test_gc_after_a_sigkilled_supervisor(
     assert inst.state.instance_id in report.containers
     assert not inst.path.exists()
     assert not _cookie_works(x11_display, kept)
-    assert not DockerAdapter.from_env().containers_with_label("sandbox.app-id", DETACHED_APP)
+    assert not _containers_of(images, DETACHED_APP)
 
 
 # --- 4. untrusted X11 also with the GPU, through the engine and the runtime ----------------------
@@ -488,4 +501,4 @@ def test_stop_of_a_foreground_run_tears_down(
         _, err = launcher.communicate()
     assert _gone(inst), err
     assert not _cookie_works(x11_display, kept), "the cookie was revoked"
-    assert not DockerAdapter.from_env().containers_with_label("sandbox.app-id", DETACHED_APP)
+    assert not _containers_of(images, DETACHED_APP)

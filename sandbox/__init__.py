@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from sandbox.policy.facts import HostFacts
     from sandbox.policy.plan import LaunchPlan
     from sandbox.probes import probe_host as probe
-    from sandbox.runtime.prepare import Prepared
+    from sandbox.runtime.prepare import Prepared, review
     from sandbox.runtime.session import Session, Stdio, launch
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "launch",
     "plan",
     "probe",
+    "review",
 ]
 
 # public name -> (module, name there)
@@ -37,6 +38,7 @@ _LAZY = {
     "plan": ("sandbox.distribution.resolve", "plan"),
     "probe": ("sandbox.probes", "probe_host"),
     "Prepared": ("sandbox.runtime.prepare", "Prepared"),
+    "review": ("sandbox.runtime.prepare", "review"),
     "Session": ("sandbox.runtime.session", "Session"),
     "Stdio": ("sandbox.runtime.session", "Stdio"),
 }

@@ -63,6 +63,11 @@ class BundleError(SandboxError):
         super().__init__(f"{member}: {problem}" if member else problem)
 
 
+class IdentityError(SandboxError):
+    """A launch target may not run as the app it names: an image claiming an installed app's id
+    that is not that app's installed image, or an APP-ID that is not installed."""
+
+
 class CgroupError(LaunchError):
     """The app's parent cgroup (cgroupfs dirs or systemd slice) could not be made or removed."""
 

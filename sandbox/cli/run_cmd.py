@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from sandbox.cli import EXIT_USAGE
 
 if TYPE_CHECKING:
-    from sandbox.policy.plan import LaunchPlan
     from sandbox.policy.vocabulary import Permission
     from sandbox.runtime.prepare import Prepared
 
@@ -20,9 +19,11 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "run",
         help="run an app sandboxed (asks for consent first)",
-        description="Run APP-ID (the newest local image whose manifest names it) or IMAGE. "
-        "Shows what the app would get on this host and asks y/N unless --yes. Output is "
-        "forwarded; Ctrl-C or SIGTERM stops the app. Exits with the app's exit code.",
+        description="Run APP-ID (an installed app) or IMAGE (a local image: as its installed "
+        "app if it is that app's installed image, refused if it claims an installed app's id "
+        "otherwise, else as an unverified copy with data of its own). Shows what the app would "
+        "get on this host and asks y/N unless --yes. Output is forwarded; Ctrl-C or SIGTERM "
+        "stops the app. Exits with the app's exit code.",
     )
     p.add_argument("target", metavar="APP-ID|IMAGE")
     p.add_argument("args", nargs=argparse.REMAINDER, help="after --: arguments for the app")
@@ -47,7 +48,7 @@ def _consent(review: str) -> bool | None:
 
 def run(args: argparse.Namespace) -> int:
     from sandbox.distribution.resolve import resolve
-    from sandbox.runtime.prepare import prepare
+    from sandbox.runtime.prepare import identity_note, prepare
 
     app_args = tuple(args.args[1:] if args.args[:1] == ["--"] else args.args)
     resolved = resolve(args.target, engine_url=args.docker_host)
@@ -55,17 +56,19 @@ def run(args: argparse.Namespace) -> int:
     # An installed app was reviewed at install; ask again only if the plan now gives more.
     grown = resolved.not_consented(prepared.plan)
     if not args.yes and grown != ():
-        refused = _ask(prepared.plan, grown)
+        refused = _ask(prepared, grown)
         if refused is not None:
             return refused
+    elif (note := identity_note(prepared)) is not None:
+        print(f"sandbox: {note}", file=sys.stderr)  # no review shown: say who it runs as
     return _launch(prepared, app_args, detach=args.detach)
 
 
-def _ask(plan: LaunchPlan, grown: tuple[Permission, ...] | None) -> int | None:
+def _ask(prepared: Prepared, grown: tuple[Permission, ...] | None) -> int | None:
     """Show the review and ask; the exit code when the app must not start, else None."""
-    from sandbox.policy.review import review_text
+    from sandbox.runtime.prepare import review as review_of
 
-    review = review_text(plan)
+    review = review_of(prepared)
     if grown:
         review += "\n\nNot agreed to at install: " + ", ".join(str(p) for p in grown)
     ok = _consent(review)

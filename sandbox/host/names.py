@@ -67,6 +67,39 @@ def check_app_id(app_id: str) -> str:
     return app_id
 
 
+# An image run by reference that no install vouches for runs as a throwaway identity of its
+# own: `<claimed id>-unverified-<first 16 hex of its image id>`, appended to the last segment so
+# it stays a valid id whatever that segment holds. Stable for one image (a developer's saves
+# persist across runs of it), different for any other; the form is reserved: no manifest and
+# no install may name it (distribution/resolve.py refuses them).
+UNVERIFIED_MARK = "-unverified-"
+UNVERIFIED_HEX = 16
+_UNVERIFIED_RE = re.compile(rf"(.+){UNVERIFIED_MARK}([0-9a-f]{{{UNVERIFIED_HEX}}})")
+_IMAGE_ID_RE = re.compile(rf"(?:sha256:)?([0-9a-f]{{{UNVERIFIED_HEX}}})[0-9a-f]*")
+
+
+def unverified_app_id(app_id: str, image_id: str) -> str:
+    """The throwaway identity an uninstalled image claiming `app_id` runs as (see above)."""
+    match = _IMAGE_ID_RE.fullmatch(image_id)
+    if match is None:
+        raise PolicyError(f"image id {image_id[:80]!r} is not a sha256 digest")
+    identity = check_app_id(app_id) + UNVERIFIED_MARK + match.group(1)
+    if len(identity) > APP_ID_MAX_LEN:
+        raise PolicyError(
+            f"app id {app_id!r} is too long to run as an unverified copy "
+            f"({len(identity)} > {APP_ID_MAX_LEN} characters); install the app instead"
+        )
+    return identity
+
+
+def unverified_of(app_id: str) -> str | None:
+    """The app id a throwaway identity is an unverified copy of; None for any other id."""
+    match = _UNVERIFIED_RE.fullmatch(app_id)
+    if match is None or not is_valid_app_id(match.group(1)):
+        return None
+    return match.group(1)
+
+
 def cgroup_parent_cgroupfs(app_id: str) -> str:
     """The absolute `cgroup_parent` for the cgroupfs driver: `/sandbox/<app-id>`."""
     return f"/{CGROUP_ROOT}/{check_app_id(app_id)}"

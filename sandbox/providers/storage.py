@@ -13,8 +13,11 @@ from sandbox.host import names
 from sandbox.policy.plan import Mount, MountKind, StorageRequest
 from sandbox.providers.grant import Grant, ProviderContext
 
-# $XDG_DATA_HOME/sandbox/apps/<app-id>/<name>: keyed by app id only (never by image, version or
-# instance), so saves survive reinstalls and updates; each app is given only its own dirs.
+# $XDG_DATA_HOME/sandbox/apps/<app-id>/<name>: keyed by the identity the app runs as (never by
+# version or instance), so saves survive reinstalls and updates; each app is given only its own
+# dirs. That identity is the installed app's id, or for an image no install vouches for the
+# throwaway id host/names.unverified_app_id derives from its image id (distribution/resolve.py
+# decides which): a label alone never reaches an installed app's dirs.
 APPS_DIR = Path("sandbox") / "apps"
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.host import names
 from sandbox.policy.catalog import Catalog
 from sandbox.policy.facts import HostFacts
 from sandbox.policy.layers import (
     BUILTIN_DEFAULTS,
     Decision,
     EffectivePolicy,
+    SitePolicy,
     merge,
 )
 from sandbox.policy.manifest import Manifest
@@ -48,7 +51,7 @@ def policy_for(
     from sandbox.config.layers import load_override, load_site_policy
 
     catalog = load_catalog()
-    site = load_site_policy(site_policy)
+    site = _as_claimed(load_site_policy(site_policy), manifest.app.id)
     override = load_override(manifest.app.id, overrides)
     return MergedPolicy(merge(BUILTIN_DEFAULTS, manifest, site, override, catalog=catalog), catalog)
 
@@ -69,6 +72,16 @@ def plan_for(
 ) -> LaunchPlan:
     """Merge defaults < manifest < site < user override and plan it for `facts`."""
     return plan_merged(policy_for(manifest, site_policy=site_policy, overrides=overrides), facts)
+
+
+def _as_claimed(site: SitePolicy, app_id: str) -> SitePolicy:
+    """An unverified copy gets the site's denials for the id it claims, besides its own."""
+    claimed = names.unverified_of(app_id)
+    if claimed is None or claimed not in site.deny_for_app:
+        return site
+    per_app = dict(site.deny_for_app)
+    per_app[app_id] = per_app.get(app_id, frozenset()) | site.deny_for_app[claimed]
+    return dataclasses.replace(site, deny_for_app=per_app)
 
 
 def asked(policy: EffectivePolicy) -> frozenset[Permission]:

@@ -1,7 +1,8 @@
 """The plan step of a launch: a resolved image -> probe, plan, providers; creates nothing.
 
-Which image an APP-ID names (an install record, the newest labelled image) is decided above,
-in sandbox/distribution/resolve.py; this module only receives the answer.
+Which image a target names and which identity it runs as (an installed app's, or a throwaway
+one for an image no install vouches for) is decided above, in sandbox/distribution/resolve.py;
+this module only receives the answer.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class ResolvedImage:
     requested_engine: str | None = None  # --docker-host / engine_url as the user gave it
     # the config read with the labels (its VOLUMEs are masked); None: launch reads it itself
     config: ImageConfig | None = None
+    # The app id the image claims when it runs as a throwaway identity (manifest.app.id is
+    # then host/names.unverified_app_id of it); None when it runs as itself (installed).
+    unverified_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,29 @@ class Prepared:
     providers: tuple[Provider, ...]
     engine_url: str
     image_config: ImageConfig | None = None  # as resolved; None: launch() inspects the image
+    unverified_of: str | None = None  # as in ResolvedImage: the id an unverified copy claims
+
+
+def identity_note(prepared: Prepared) -> str | None:
+    """The line the review must carry when the app runs as an unverified copy; else None."""
+    if prepared.unverified_of is None:
+        return None
+    return (
+        f"Identity: runs as an unverified copy of {prepared.unverified_of}; its data is "
+        f"separate (not installed, so it runs as {prepared.manifest.app.id})"
+    )
+
+
+def review(prepared: Prepared) -> str:
+    """The permission review to show before launch(): the plan's, with the identity note."""
+    from sandbox.policy.review import review_text
+
+    text = review_text(prepared.plan)
+    note = identity_note(prepared)
+    if note is None:
+        return text
+    head, _, rest = text.partition("\n")  # under the app's name line
+    return f"{head}\n{note}\n{rest}"
 
 
 def prepare(
@@ -66,5 +93,6 @@ def prepare(
         launch_plan,
         providers,
         resolved.engine_url,
-        resolved.config,
+        image_config=resolved.config,
+        unverified_of=resolved.unverified_of,
     )

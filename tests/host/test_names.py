@@ -82,3 +82,28 @@ def test_app_id_regex_and_explained_rule_agree(text: str) -> None:
     from sandbox.host import names
 
     assert names.is_valid_app_id(text) == (names.app_id_problem(text) is None)
+
+
+IMAGE_A, IMAGE_B = "sha256:" + "0a" * 32, "sha256:" + "0b" * 32
+
+
+@pytest.mark.parametrize("app_id", [*VALID, "a.b." + "c" * 200])
+def test_an_unverified_identity_is_a_valid_id_stable_per_image_and_reversible(app_id: str) -> None:
+    from sandbox.host.names import unverified_app_id, unverified_of
+
+    ident = unverified_app_id(app_id, IMAGE_A)
+    assert is_valid_app_id(ident) and app_slice_name(ident) and cgroup_parent_cgroupfs(ident)
+    assert ident == unverified_app_id(app_id, IMAGE_A) == unverified_app_id(app_id, IMAGE_A[7:])
+    assert ident != unverified_app_id(app_id, IMAGE_B)
+    assert unverified_of(ident) == app_id and unverified_of(app_id) is None
+
+
+def test_an_unverified_identity_refuses_what_it_cannot_name() -> None:
+    from sandbox.host.names import unverified_app_id
+
+    with pytest.raises(PolicyError, match="too long to run as an unverified copy"):
+        unverified_app_id("a.b." + "c" * 240, IMAGE_A)
+    with pytest.raises(PolicyError, match="not a sha256 digest"):
+        unverified_app_id("a.b.c", "app:latest")
+    with pytest.raises(PolicyError, match="app id"):
+        unverified_app_id("Game", IMAGE_A)
