@@ -314,7 +314,7 @@ def test_audio_record_flag_follows_the_grant() -> None:
 
 def test_network_mode_follows_the_capability() -> None:
     assert make_plan(manifest(), desktop()).hardening.network is NetworkMode.NONE
-    assert make_plan(manifest(network=True), desktop()).hardening.network is NetworkMode.BRIDGE
+    assert make_plan(manifest(network=True), desktop()).hardening.network is NetworkMode.APP
     denied = SitePolicy(deny=frozenset({C.NETWORK}))
     assert (
         make_plan(manifest(network=True), desktop(), denied).hardening.network is NetworkMode.NONE
@@ -372,7 +372,7 @@ TAMPERS: dict[str, Tamper] = {
     "host ipc": lambda p: REPLACE(p, hardening=REPLACE(p.hardening, ipc=NamespaceMode.HOST)),
     "host net": lambda p: REPLACE(p, hardening=REPLACE(p.hardening, network=NetworkMode.HOST)),
     "bridge without network": lambda p: REPLACE(
-        p, hardening=REPLACE(p.hardening, network=NetworkMode.BRIDGE)
+        p, hardening=REPLACE(p.hardening, network=NetworkMode.APP)
     ),
     "writable root": lambda p: REPLACE(p, hardening=REPLACE(p.hardening, read_only_root=False)),
     "docker socket": lambda p: REPLACE(
