@@ -121,9 +121,7 @@ def _build(engine: str, base: str, app_id: str, network: bool, tmp: Path) -> str
 
 
 def _images(engine: str, base: str, tmp: Path) -> dict[str, str]:
-    return {
-        app: _build(engine, base, app, app != APP_OFF, tmp) for app in (APP_A, APP_B, APP_OFF)
-    }
+    return {app: _build(engine, base, app, app != APP_OFF, tmp) for app in (APP_A, APP_B, APP_OFF)}
 
 
 def _remove_images(engine: str, images: dict[str, str]) -> None:
@@ -149,9 +147,10 @@ def podman_net(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Engine]:
     require_binary("podman")  # `podman build` shares the rootful service's store
-    with DockerAdapter.from_env(docker_client_url) as dock, DockerAdapter.from_env(
-        podman_client_url
-    ) as pod:
+    with (
+        DockerAdapter.from_env(docker_client_url) as dock,
+        DockerAdapter.from_env(podman_client_url) as pod,
+    ):
         base_id = dock.images.details(base_image)
         assert base_id is not None
         loaded = pod.images.details(base_id.id) is None

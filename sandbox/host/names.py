@@ -145,4 +145,3 @@ def app_id_of_network(name: str) -> str | None:
         return None
     app_id = name.removeprefix(NETWORK_PREFIX)
     return app_id if is_valid_app_id(app_id) else None
-

@@ -321,6 +321,21 @@ def test_network_mode_follows_the_capability() -> None:
     )
 
 
+def test_the_network_review_says_whether_the_host_is_fenced_off() -> None:
+    fenced = dataclasses.replace(
+        desktop(), docker=dataclasses.replace(desktop().docker, network_fenced=True)
+    )
+    status = make_plan(manifest(network=True), fenced).status(C.NETWORK)
+    assert status is not None and "fenced from other apps and this computer" in status.detail
+    why = "installing firewall rules needs root; the launcher runs as a user"
+    open_ = dataclasses.replace(
+        desktop(), docker=dataclasses.replace(desktop().docker, network_fence_problem=why)
+    )
+    status = make_plan(manifest(network=True), open_).status(C.NETWORK)
+    assert status is not None
+    assert status.detail.endswith(f"NOT fenced from this computer's services ({why})")
+
+
 def test_storage_request() -> None:
     plan = make_plan(manifest(storage=(("saves", "/home/app/saves"),)), bare_host())
     assert _requests(plan, StorageRequest) == [StorageRequest(APP_ID, "saves", "/home/app/saves")]
