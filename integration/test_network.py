@@ -28,6 +28,7 @@ import pytest
 
 import sandbox
 from integration.components import engine_get, require_binary, wait_until
+from integration.test_runtime import _build as build_image
 from sandbox.engine.adapter import BRIDGE_NAME_OPTION, DockerAdapter
 from sandbox.host import names, netfilter
 from sandbox.runtime import gc
@@ -104,24 +105,14 @@ def _manifest(app_id: str, network: bool) -> str:
     )
 
 
-def _build(engine: str, base: str, app_id: str, network: bool, tmp: Path) -> str:
-    tag = f"sandbox-test/net-{app_id.rsplit('.', 1)[-1].lower()}"
-    ctx = tmp / tag.replace("/", "_")
-    ctx.mkdir()
-    (ctx / "sandbox.toml").write_text(_manifest(app_id, network))
-    labels = subprocess.run(
-        [sys.executable, "-m", "sandbox", "manifest", "labels", "--dockerfile", "sandbox.toml"],
-        cwd=ctx, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    (ctx / "Dockerfile").write_text(f"FROM {base}\n{labels}")
-    subprocess.run(
-        [engine, "build", "-q", "-t", tag, "."], cwd=ctx, check=True, capture_output=True
-    )
-    return tag
-
-
 def _images(engine: str, base: str, tmp: Path) -> dict[str, str]:
-    return {app: _build(engine, base, app, app != APP_OFF, tmp) for app in (APP_A, APP_B, APP_OFF)}
+    return {
+        app: build_image(
+            engine, base, f"sandbox-test/net-{app.rsplit('.', 1)[-1].lower()}",
+            _manifest(app, app != APP_OFF), tmp,
+        )
+        for app in (APP_A, APP_B, APP_OFF)
+    }  # fmt: skip
 
 
 def _remove_images(engine: str, images: dict[str, str]) -> None:
