@@ -76,6 +76,7 @@ def run_gc(args: argparse.Namespace) -> int:
         ("containers", report.containers),
         ("instance dirs", report.instance_dirs),
         ("app cgroups", report.cgroups),
+        ("app networks", report.networks),
     ):
         print(f"removed {len(items)} {what}" + (f": {', '.join(items)}" if items else ""))
     for p in report.problems:

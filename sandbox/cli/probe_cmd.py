@@ -44,6 +44,7 @@ def _docker_line(d: DockerFacts) -> str:
         f"{d.engine} {d.version} (API {d.api_version}) at {d.endpoint} via {d.source}; "
         f"cgroup {d.cgroup_driver} v{d.cgroup_version}"
         f"{'; rootless' if d.rootless else ''}; runtimes {', '.join(d.runtimes) or '-'}"
+        + ("" if d.network_fenced else f"; networks unfenced: {d.network_fence_problem}")
     )
     return _line("docker", d.available, what if d.available else str(d.reason))
 

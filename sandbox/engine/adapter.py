@@ -16,7 +16,7 @@ from sandbox.engine.error_map import no_endpoint
 from sandbox.engine.frames import STDERR, STDOUT, read_frames
 from sandbox.engine.images import ImageClient
 from sandbox.engine.pending_wait import PendingWait
-from sandbox.engine.raw_client import RawClient
+from sandbox.engine.raw_client import BRIDGE_NAME_OPTION, RawClient
 from sandbox.engine.records import (
     ContainerInfo,
     HistoryEntry,
@@ -25,11 +25,13 @@ from sandbox.engine.records import (
     ImageInfo,
     ImagePlatform,
     ImageUsage,
+    NetworkInfo,
 )
 from sandbox.engine.transport import RawTransport
 
 # Callers import the engine's whole surface from here, the one entry point.
 __all__ = [
+    "BRIDGE_NAME_OPTION",
     "STDERR",
     "STDOUT",
     "ContainerInfo",
@@ -41,6 +43,7 @@ __all__ = [
     "ImageInfo",
     "ImagePlatform",
     "ImageUsage",
+    "NetworkInfo",
     "PendingWait",
     "read_frames",
 ]

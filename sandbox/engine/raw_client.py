@@ -1,4 +1,4 @@
-"""The launch hot path over the raw Engine API (create … inspect, labels); never imports docker.
+"""The launch hot path over the raw Engine API (containers, networks, labels); never imports docker.
 
 `import docker` costs ~170 ms, more than half a `docker run`, so `sandbox run` goes through
 this client only: unversioned paths that Docker and Podman's compatible service both accept.
@@ -14,7 +14,7 @@ from typing import Any
 
 from sandbox.engine.error_map import engine_error
 from sandbox.engine.pending_wait import PendingWait
-from sandbox.engine.records import ContainerInfo, ImageConfig, ImageInfo
+from sandbox.engine.records import ContainerInfo, ImageConfig, ImageInfo, NetworkInfo
 from sandbox.engine.transport import TIMEOUT_S, RawTransport
 from sandbox.errors import LaunchError
 
@@ -25,6 +25,24 @@ def _q(params: Mapping[str, Any]) -> str:
 
 def _labels(raw: Mapping[str, Any] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (raw or {}).items()}
+
+
+BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"  # Docker's; Podman's compat API maps it
+
+
+def _network(raw: Mapping[str, Any]) -> NetworkInfo:
+    """A network inspect (or list) answer; Docker 20.10 and Podman 4.3 share this shape."""
+    ipam = [c for c in (raw.get("IPAM") or {}).get("Config") or () if isinstance(c, dict)]
+    bridge = (raw.get("Options") or {}).get(BRIDGE_NAME_OPTION)
+    return NetworkInfo(
+        id=str(raw.get("Id", "")),
+        name=str(raw.get("Name", "")),
+        labels=_labels(raw.get("Labels")),
+        bridge=str(bridge) if bridge else None,
+        gateways=tuple(str(c["Gateway"]) for c in ipam if c.get("Gateway")),
+        subnets=tuple(str(c["Subnet"]) for c in ipam if c.get("Subnet")),
+        containers=tuple(str(k) for k in raw.get("Containers") or {}),
+    )
 
 
 class RawClient:
@@ -151,3 +169,54 @@ class RawClient:
             )
             for raw in json.loads(body) or []
         )
+
+    # --- networks -------------------------------------------------------------------------------
+
+    def create_network(
+        self, name: str, *, labels: Mapping[str, str], options: Mapping[str, str]
+    ) -> str | None:
+        """Create a bridge network with NAT to the outside; None when `name` is already taken."""
+        body = {
+            "Name": name,
+            "CheckDuplicate": True,
+            "Driver": "bridge",
+            "Internal": False,
+            "Attachable": False,
+            "EnableIPv6": False,
+            "Labels": dict(labels),
+            "Options": dict(options),
+        }
+        status, answer = self._t.request("POST", "/networks/create", body)
+        if status == 409 or (status == 500 and b"already exists" in answer):  # Podman 4.3: 500
+            return None
+        if status not in (200, 201):
+            raise engine_error(f"create network {name}", status, answer)
+        return str(json.loads(answer).get("Id", ""))
+
+    def inspect_network(self, name: str) -> NetworkInfo | None:
+        status, body = self._t.request("GET", f"/networks/{urllib.parse.quote(name, safe='')}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise engine_error(f"inspect network {name}", status, body)
+        return _network(json.loads(body))
+
+    def remove_network(self, name: str) -> bool | None:
+        """True when removed, False when already gone, None while containers still use it."""
+        status, body = self._t.request("DELETE", f"/networks/{urllib.parse.quote(name, safe='')}")
+        if status == 404:
+            return False
+        if status in (403, 409):  # Docker: "has active endpoints"; Podman: in use
+            return None
+        if status not in (200, 204):
+            raise engine_error(f"remove network {name}", status, body)
+        return True
+
+    def networks_with_label(self, key: str, value: str | None = None) -> tuple[NetworkInfo, ...]:
+        """Networks carrying the label (a list answer: `containers` may be empty; inspect)."""
+        label = key if value is None else f"{key}={value}"
+        path = "/networks?" + _q({"filters": json.dumps({"label": [label]})})
+        status, body = self._t.request("GET", path)
+        if status != 200:
+            raise engine_error("list networks", status, body)
+        return tuple(_network(raw) for raw in json.loads(body) or [])

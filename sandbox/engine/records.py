@@ -67,3 +67,16 @@ class ContainerInfo:
     state: str  # created, running, exited, ...
     running: bool
     pid: int  # host pid of the container's init, 0 when not running
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """One engine network (inspect): what the runtime's app network and gc need of it."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    bridge: str | None  # the Linux bridge the engine reports (Options), None when it says none
+    gateways: tuple[str, ...]  # the bridge's addresses on the host, one per IPAM subnet
+    subnets: tuple[str, ...]  # CIDR
+    containers: tuple[str, ...]  # ids of the containers attached now (running ones)

@@ -1,4 +1,4 @@
-"""Names an app leaves on the host: app ids, cgroup paths, systemd slices, labels. Pure, no I/O."""
+"""Names an app leaves on the host: app ids, cgroups, slices, networks, labels. Pure, no I/O."""
 
 from __future__ import annotations
 
@@ -25,7 +25,11 @@ SYSTEMD_UNIT_NAME_MAX = 255  # systemd's UNIT_NAME_MAX is 256 including the NUL
 # Labels the runtime puts on every container it creates; gc and instances find them by these.
 LABEL_APP_ID = "sandbox.app-id"
 LABEL_INSTANCE_ID = "sandbox.instance-id"
-LABEL_MANAGED = "sandbox.managed"  # value "1": the container belongs to this library
+LABEL_MANAGED = "sandbox.managed"  # value "1": the container (or network) belongs to this library
+
+# An app's own engine network (`network = true`): `sandbox-<app-id>` (what app ids allow is what
+# Docker and Podman allow in a network name). Its bridge is named in host/netfilter.py.
+NETWORK_PREFIX = "sandbox-"
 
 _SYSTEMD_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
 _SYSTEMD_HEX_RE = re.compile(r"\\x([0-9a-f]{2})")
@@ -161,3 +165,16 @@ def app_slice_name(app_id: str) -> str:
 def app_cgroup_path_systemd(app_id: str) -> str:
     """Where the app's slice sits in the cgroup tree: `/sandbox.slice/sandbox-<escaped>.slice`."""
     return f"/{SYSTEMD_ROOT_SLICE}/{app_slice_name(app_id)}"
+
+
+def app_network_name(app_id: str) -> str:
+    """The app's own engine network, shared by its instances: `sandbox-<app-id>`."""
+    return NETWORK_PREFIX + check_app_id(app_id)
+
+
+def app_id_of_network(name: str) -> str | None:
+    """Invert `app_network_name`; None for a name it never produces."""
+    if not name.startswith(NETWORK_PREFIX):
+        return None
+    app_id = name.removeprefix(NETWORK_PREFIX)
+    return app_id if is_valid_app_id(app_id) else None

@@ -94,7 +94,7 @@ def plan(policy: EffectivePolicy, facts: HostFacts, *, catalog: CatalogLike) -> 
         )
         diagnosis = gpu_diagnosis.diagnose_gpu(facts, untrusted_x11_only=untrusted_x11_only)
         notes += diagnosis.problems
-    network = NetworkMode.BRIDGE if Capability.NETWORK in effective else NetworkMode.NONE
+    network = NetworkMode.APP if Capability.NETWORK in effective else NetworkMode.NONE
     hardening = dataclasses.replace(baseline_hardening(user), network=network)
 
     if facts.docker.cgroup_driver is CgroupDriver.SYSTEMD:

@@ -45,6 +45,10 @@ class DockerFacts:
     security_options: tuple[str, ...] = ()
     cdi_devices: tuple[str, ...] = ()  # CDI device names the engine offers (e.g. nvidia.com/gpu=0)
     cdi_spec_dirs: tuple[str, ...] = ()  # where the engine reads CDI specs (Info.CDISpecDirs)
+    # Whether the launcher can fence an app network's bridge from the host's services and from
+    # other containers (host/netfilter.py); when not, why not (the review says so).
+    network_fenced: bool = False
+    network_fence_problem: str | None = None
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,12 @@ def audio(ask: Ask) -> Outcome:
 
 
 def network(ask: Ask) -> Outcome:
-    return Outcome(GrantState.GRANTED, "a network of its own with internet access")
+    d = ask.facts.docker
+    base = "a network of its own with internet access"
+    if d.network_fenced:
+        return Outcome(GrantState.GRANTED, f"{base}, fenced from other apps and this computer")
+    why = d.network_fence_problem or "the probe could not tell"
+    return Outcome(GrantState.GRANTED, f"{base}; NOT fenced from this computer's services ({why})")
 
 
 def storage(ask: Ask) -> Outcome:

@@ -174,7 +174,7 @@ class NamespaceMode(enum.StrEnum):
 
 class NetworkMode(enum.StrEnum):
     NONE = "none"
-    BRIDGE = "bridge"  # only with the `network` capability
+    APP = "app"  # only with `network`: the app's own engine network (runtime/app_network.py)
     HOST = "host"  # never; see NamespaceMode.HOST
 
 

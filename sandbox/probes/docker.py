@@ -8,6 +8,7 @@ from typing import Any
 
 from sandbox.engine.endpoint import Endpoint, endpoint_from_env
 from sandbox.host.bounded_io import Deadline, Missing, describe_os_error
+from sandbox.host.netfilter import firewall_problem
 from sandbox.policy.facts import CgroupDriver, DockerFacts, EngineKind
 
 
@@ -66,6 +67,8 @@ def parse_engine(
         if isinstance(d, dict) and d.get("Source") == "cdi" and d.get("ID")
     )
     spec_dirs = info.get("CDISpecDirs")
+    rootless = _rootless(info, options)
+    fence = firewall_problem(rootless=rootless, local=endpoint.unix_path is not None)
     return DockerFacts(
         available=True,
         endpoint=endpoint.url,
@@ -75,13 +78,15 @@ def parse_engine(
         api_version=_text(version, "ApiVersion"),
         cgroup_driver=driver,
         cgroup_version=int(cgroup_text) if re.fullmatch("[0-9]{1,3}", cgroup_text) else None,
-        rootless=_rootless(info, options),
+        rootless=rootless,
         runtimes=runtimes,
         security_options=options,
         cdi_devices=cdi_devices,
         cdi_spec_dirs=tuple(
             d for d in (spec_dirs if isinstance(spec_dirs, list) else []) if isinstance(d, str)
         ),
+        network_fenced=fence is None,
+        network_fence_problem=fence,
     )
 
 

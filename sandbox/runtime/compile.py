@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from sandbox.errors import LaunchError
 from sandbox.host import names
 from sandbox.policy.mounts import MountContext, mount_problem
-from sandbox.policy.plan import EnvVar, LaunchPlan, Mount, MountKind, NvidiaMethod, NvidiaRequest
+from sandbox.policy.plan import (
+    EnvVar,
+    LaunchPlan,
+    Mount,
+    MountKind,
+    NetworkMode,
+    NvidiaMethod,
+    NvidiaRequest,
+)
 from sandbox.providers.grant import Grant
 from sandbox.runtime.spec import ContainerSpec
 
@@ -123,6 +131,9 @@ def compile(plan: LaunchPlan, grant: Grant, target: LaunchTarget) -> ContainerSp
         nano_cpus=round(plan.limits.cpus * NANO),
         pids_limit=plan.limits.pids,
         network=h.network,
+        network_name=(
+            names.app_network_name(plan.labels.app_id) if h.network is NetworkMode.APP else None
+        ),
         hostname=grant.hostname or hostname_for(plan.labels.app_id),
         read_only_root=h.read_only_root,
         cap_drop=h.cap_drop,

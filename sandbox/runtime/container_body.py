@@ -59,12 +59,21 @@ def _mount(m: Mount) -> dict[str, Any]:
     }
 
 
+def _network_mode(spec: ContainerSpec) -> str:
+    """ "none", or the app's own network by name (never the default bridge, never the host's)."""
+    if spec.network is NetworkMode.NONE:
+        return "none"
+    if spec.network is NetworkMode.APP and spec.network_name:
+        return spec.network_name
+    raise LaunchError(f"network mode {spec.network} is never used")
+
+
 def _host_config(spec: ContainerSpec) -> dict[str, Any]:
     security = ["no-new-privileges"] if spec.no_new_privileges else []
     if spec.seccomp is not SeccompProfile.DEFAULT:
         raise LaunchError(f"seccomp profile {spec.seccomp} is never used")
     host: dict[str, Any] = {
-        "NetworkMode": "none" if spec.network is NetworkMode.NONE else "bridge",
+        "NetworkMode": _network_mode(spec),
         "ReadonlyRootfs": spec.read_only_root,
         "CapDrop": list(spec.cap_drop),
         "CapAdd": list(spec.cap_add),

@@ -11,7 +11,7 @@ from pathlib import Path
 from sandbox.engine.adapter import DockerAdapter
 from sandbox.errors import SandboxError
 from sandbox.host.names import CGROUP_ROOT, LABEL_MANAGED
-from sandbox.runtime import app_cgroup, instances
+from sandbox.runtime import app_cgroup, app_network, instances
 from sandbox.runtime.compile import LABEL_LAUNCHER
 
 # Launcher tokens of --detach instances made before detached launches had a supervisor: such
@@ -108,6 +108,7 @@ class GcReport:
     containers: list[str] = field(default_factory=list)
     instance_dirs: list[str] = field(default_factory=list)
     cgroups: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -127,7 +128,9 @@ def gc(engine_urls: tuple[str | None, ...] = (None,), base: Path | None = None) 
     seen = sweep_instances(base, report)
     instances.remove_dangling_links(base)
     # Containers whose launcher died before the instance dir named them (or whose dir is gone).
-    sweep_containers(tuple(dict.fromkeys((*engine_urls, *seen))), report)
+    urls = tuple(dict.fromkeys((*engine_urls, *seen)))
+    sweep_containers(urls, report)
+    sweep_app_networks(urls, report)
     sweep_app_cgroups(report)
     return report
 
@@ -173,6 +176,17 @@ def sweep_containers(engine_urls: tuple[str | None, ...], report: GcReport) -> N
                 token = c.labels.get(LABEL_LAUNCHER, "")
                 if not _container_live(adapter, c.id, token) and adapter.remove(c.id):
                     report.containers.append(c.id[:12])
+        except SandboxError as exc:
+            report.problems.append(f"engine {url or 'default'}: {exc}")
+
+
+def sweep_app_networks(engine_urls: tuple[str | None, ...], report: GcReport) -> None:
+    """Remove the app networks no container uses; an app whose lock is held is left alone."""
+    for url in engine_urls:
+        try:
+            for net in app_network.leftovers(DockerAdapter.from_env(url), os.geteuid()):
+                if net.remove_if_unused(wait=False):
+                    report.networks.append(net.name)
         except SandboxError as exc:
             report.problems.append(f"engine {url or 'default'}: {exc}")
 

@@ -19,7 +19,7 @@ from sandbox.engine.adapter import STDERR, STDOUT, DockerAdapter, PendingWait, r
 from sandbox.errors import LaunchError, ProviderError, SandboxError
 from sandbox.providers.grant import Grant, Provider, ProviderContext, combine
 from sandbox.providers.storage import app_data_dir
-from sandbox.runtime import app_cgroup, instances, supervisor
+from sandbox.runtime import app_cgroup, app_network, instances, supervisor
 from sandbox.runtime.app_lock import AppLock
 from sandbox.runtime.compile import LaunchTarget, compile, hostname_for
 from sandbox.runtime.container_body import create_body
@@ -195,6 +195,7 @@ def _launch(
     try:
         lock.acquire(shared=True)
         _acquire_app_cgroup(prepared, teardown)
+        _acquire_app_network(prepared, adapter, teardown)
         ctx, grant = _setup_providers(prepared, inst, teardown)
         started = _run_container(
             prepared, adapter, inst, ctx=ctx, grant=grant, launcher=launcher, args=args,
@@ -247,6 +248,15 @@ def _acquire_app_cgroup(prepared: Prepared, teardown: Teardown) -> None:
     cgroup = app_cgroup.for_driver(plan.cgroup_parent.driver, os.geteuid(), plan.labels.app_id)
     cgroup.create(plan.limits, prepared.facts.cgroups)
     teardown.push("app cgroup", cgroup.remove_if_unused)
+
+
+def _acquire_app_network(prepared: Prepared, adapter: DockerAdapter, teardown: Teardown) -> None:
+    """Step: the app's own network (`network = true`), shared by its instances, fenced where
+    the launcher may; the caller holds the lock shared, as for the cgroup."""
+    net = app_network.for_plan(prepared.plan, prepared.facts, adapter, os.geteuid())
+    if net is not None:
+        teardown.push("app network", net.remove_if_unused)
+        net.acquire()
 
 
 def _setup_providers(

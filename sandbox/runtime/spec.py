@@ -37,6 +37,7 @@ class ContainerSpec:
     nano_cpus: int
     pids_limit: int
     network: NetworkMode = NetworkMode.NONE
+    network_name: str | None = None  # the app's own engine network, with NetworkMode.APP
     hostname: str | None = None
     read_only_root: bool = True
     cap_drop: tuple[str, ...] = ("ALL",)

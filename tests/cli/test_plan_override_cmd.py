@@ -58,7 +58,7 @@ def test_plan_prints_the_review(env: Path, capsys: pytest.CaptureFixture[str]) -
 def test_plan_json_holds_review_and_plan(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(_plan(env, "--json")) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["plan"]["hardening"]["network"] == "bridge"
+    assert doc["plan"]["hardening"]["network"] == "app"
     assert doc["plan"]["cgroup_parent"]["path"] == "/sandbox/com.example.Game"
     assert {r["kind"] for r in doc["plan"]["requests"]} == {
         "WaylandSocketRequest",

@@ -314,11 +314,26 @@ def test_audio_record_flag_follows_the_grant() -> None:
 
 def test_network_mode_follows_the_capability() -> None:
     assert make_plan(manifest(), desktop()).hardening.network is NetworkMode.NONE
-    assert make_plan(manifest(network=True), desktop()).hardening.network is NetworkMode.BRIDGE
+    assert make_plan(manifest(network=True), desktop()).hardening.network is NetworkMode.APP
     denied = SitePolicy(deny=frozenset({C.NETWORK}))
     assert (
         make_plan(manifest(network=True), desktop(), denied).hardening.network is NetworkMode.NONE
     )
+
+
+def test_the_network_review_says_whether_the_host_is_fenced_off() -> None:
+    fenced = dataclasses.replace(
+        desktop(), docker=dataclasses.replace(desktop().docker, network_fenced=True)
+    )
+    status = make_plan(manifest(network=True), fenced).status(C.NETWORK)
+    assert status is not None and "fenced from other apps and this computer" in status.detail
+    why = "installing firewall rules needs root; the launcher runs as a user"
+    open_ = dataclasses.replace(
+        desktop(), docker=dataclasses.replace(desktop().docker, network_fence_problem=why)
+    )
+    status = make_plan(manifest(network=True), open_).status(C.NETWORK)
+    assert status is not None
+    assert status.detail.endswith(f"NOT fenced from this computer's services ({why})")
 
 
 def test_storage_request() -> None:
@@ -372,7 +387,7 @@ TAMPERS: dict[str, Tamper] = {
     "host ipc": lambda p: REPLACE(p, hardening=REPLACE(p.hardening, ipc=NamespaceMode.HOST)),
     "host net": lambda p: REPLACE(p, hardening=REPLACE(p.hardening, network=NetworkMode.HOST)),
     "bridge without network": lambda p: REPLACE(
-        p, hardening=REPLACE(p.hardening, network=NetworkMode.BRIDGE)
+        p, hardening=REPLACE(p.hardening, network=NetworkMode.APP)
     ),
     "writable root": lambda p: REPLACE(p, hardening=REPLACE(p.hardening, read_only_root=False)),
     "docker socket": lambda p: REPLACE(

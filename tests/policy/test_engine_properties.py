@@ -191,8 +191,8 @@ def _check_hardening(plan: LaunchPlan, facts: HostFacts) -> None:
     granted = plan.granted()
     # the baseline is in every plan; only `network` varies, and only with the capability
     assert dataclasses.replace(h, network=NetworkMode.NONE) == baseline_hardening(h.user)
-    assert h.network in (NetworkMode.NONE, NetworkMode.BRIDGE)
-    assert (h.network is NetworkMode.BRIDGE) == (Capability.NETWORK in granted)
+    assert h.network in (NetworkMode.NONE, NetworkMode.APP)
+    assert (h.network is NetworkMode.APP) == (Capability.NETWORK in granted)
 
     # the never-list
     assert not h.privileged and h.cap_add == () and h.cap_drop == ("ALL",)
