@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
 from sandbox.errors import ManifestError
-from sandbox.host.names import app_id_problem
+from sandbox.host.names import UNVERIFIED_MARK, app_id_problem, unverified_of
 from sandbox.policy.manifest_model import (
     MAX_ARG,
     MAX_ARGS,
@@ -130,6 +130,14 @@ def _app_id(value: object) -> str:
     problem = app_id_problem(text)
     if problem is not None:
         raise _READ.error("app.id", problem)
+    if unverified_of(text) is not None:
+        # the throwaway identities of uninstalled images: no manifest may claim one, or an
+        # install (and its `uninstall --purge`) could take over a copy's data
+        raise _READ.error(
+            "app.id",
+            f"{text!r} has the form of an unverified copy's identity "
+            f"(…{UNVERIFIED_MARK}<hex>), which no app may claim",
+        )
     return text
 
 

@@ -97,6 +97,8 @@ BAD: tuple[Bad, ...] = (
     Bad("id longer than 255", _set("app/id", "com.example." + "a" * 250), "app.id",
         "at most 255"),
     Bad("id not a string", _set("app/id", 42), "app.id", "must be a string, not an integer"),
+    Bad("id of an unverified copy", _set("app/id", "com.example.Game-unverified-" + "ab" * 8),
+        "app.id", "which no app may claim"),
     Bad("empty name", _set("app/name", ""), "app.name", "must not be empty"),
     Bad("name longer than 128", _set("app/name", "n" * 129), "app.name", "at most 128"),
     Bad("name with a newline", _set("app/name", "Game\nEvil"), "app.name", "newlines"),
