@@ -17,6 +17,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=integration/hostlib.sh
+source "$HERE/hostlib.sh"
 REPO=$(dirname "$HERE")
 STATE=${SANDBOX_HARNESS_DIR:-/tmp/sandbox-harness}
 TIMEOUT=${SANDBOX_HARNESS_TIMEOUT:-20}
@@ -32,13 +34,6 @@ die() { printf 'harness: error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------- install
 
-missing_packages() {
-    local pkg status
-    for pkg in "$@"; do
-        status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
-        [[ $status == installed ]] || printf '%s\n' "$pkg"
-    done
-}
 
 apt_install() {
     local -a missing

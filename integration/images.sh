@@ -12,6 +12,10 @@
 # carry it, and an old one is rebuilt.
 set -euo pipefail
 
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=integration/hostlib.sh
+source "$HERE/hostlib.sh"
+
 RECIPE=1
 TOOLS_IMAGE=${SANDBOX_TEST_TOOLS_IMAGE:-sandbox-test/tools:latest}
 BASE_IMAGE=${SANDBOX_TEST_BASE_IMAGE:-sandbox-test/base:bookworm}
@@ -126,17 +130,6 @@ build_base_rootfs() {
     : >"$root/etc/machine-id"
 }
 
-debian_mirror() {  # the mirror the host's apt uses, so CI needs no other network access
-    local uri=""
-    if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
-        uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-    fi
-    if [[ -z $uri && -r /etc/apt/sources.list ]]; then
-        uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' \
-            /etc/apt/sources.list)
-    fi
-    printf '%s\n' "${uri:-http://deb.debian.org/debian}"
-}
 
 # ensure ENGINE IMAGE NAME TITLE DESCRIPTION CMD BUILDER [extra changes...]
 ensure() {

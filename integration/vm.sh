@@ -23,6 +23,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=integration/hostlib.sh
+source "$HERE/hostlib.sh"
 REPO=$(dirname "$HERE")
 RECIPE_DIR=$HERE/vm
 RECIPE_VERSION=1  # bump to rebuild without a recipe file change (e.g. the build steps below)
@@ -44,13 +46,6 @@ die() { printf 'vm: error: %s\n' "$*" >&2; exit 1; }
 
 # ------------------------------------------------------------------------------ host packages
 
-missing_packages() {
-    local pkg status
-    for pkg in "$@"; do
-        status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
-        [[ $status == installed ]] || printf '%s\n' "$pkg"
-    done
-}
 
 apt_install() {
     local -a missing
@@ -82,17 +77,6 @@ running_image() { if [[ -s $STATE/image ]]; then IMAGE=$(<"$STATE/image"); else 
 
 image_ready() { [[ -s $IMAGE/disk.raw && -s $IMAGE/vmlinuz && -s $IMAGE/initrd.img && -s $IMAGE/id_ed25519 ]]; }
 
-debian_mirror() {  # the mirror the host's apt uses, as images.sh does
-    local uri=""
-    if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
-        uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-    fi
-    if [[ -z $uri && -r /etc/apt/sources.list ]]; then
-        uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' \
-            /etc/apt/sources.list)
-    fi
-    printf '%s\n' "${uri:-http://deb.debian.org/debian}"
-}
 
 MOUNTS=()    # chroot mounts to undo, innermost last
 BUILD_WORK=""
