@@ -61,3 +61,19 @@ def open_errno_in(cid: str, node: str, user: str | None = None) -> int:
     if out.endswith("Operation not permitted"):
         return errno.EPERM
     raise AssertionError(f"unexpected open failure of {node}: {out}")
+
+
+def plan_as_labelled(image: str, engine_url: str | None) -> Any:
+    """The runtime's plan of a local image as the app its labels name, resolved here as an
+    embedding launcher that vouches for the image would (`sandbox.plan()` runs an image no
+    install vouches for as an unverified copy; these tests are about the runtime, not identity).
+    """
+    from sandbox.engine.adapter import DockerAdapter
+    from sandbox.policy.manifest import manifest_from_labels
+    from sandbox.runtime.prepare import ResolvedImage, prepare
+
+    with DockerAdapter.from_env(engine_url) as adapter:
+        config = adapter.image_config(image)
+        url = adapter.url
+    manifest = manifest_from_labels(dict(config.labels))
+    return prepare(ResolvedImage(config.id, manifest, url, engine_url, config))

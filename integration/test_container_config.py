@@ -1,8 +1,9 @@
 """A hostile image's config (ENTRYPOINT, VOLUME, ENV, HEALTHCHECK, USER, ...) reaches no app.
 
-From inside real containers, on Docker and on the harness's Podman: the app runs through
-`sandbox.plan()` + `sandbox.launch()` (resolve reads the image's config with its labels), and
-a twin without the sandbox's body shows the same image does get its entrypoint and a volume.
+From inside real containers, on Docker and on the harness's Podman: the app runs through the
+runtime's plan (`integration/containers.plan_as_labelled` reads the image's config with its
+labels, as resolve does) and `sandbox.launch()`, and a twin without the sandbox's body shows
+the same image does get its entrypoint and a volume.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 
 import sandbox
 from integration.components import engine_get
+from integration.containers import plan_as_labelled
 from sandbox.engine.adapter import DockerAdapter
 from sandbox.runtime.container_body import IMAGE_CONFIG_FIELDS
 
@@ -132,7 +134,7 @@ class Seen:
 def _run(h: Hostile) -> Seen:
     before = _volumes(h.url)
     out, err = io.BytesIO(), io.BytesIO()
-    prepared = sandbox.plan(h.image, engine_url=h.url)
+    prepared = plan_as_labelled(h.image, h.url)
     session = sandbox.launch(prepared, args=(SCRIPT,), stdio=sandbox.Stdio(stdout=out, stderr=err))
     try:
         raw = _json(h.url, f"/containers/{session.container_id}/json")

@@ -28,6 +28,7 @@ import pytest
 
 import sandbox
 from integration.components import engine_get, require_binary, wait_until
+from integration.containers import plan_as_labelled
 from integration.test_runtime import _build as build_image
 from sandbox.engine.adapter import BRIDGE_NAME_OPTION, DockerAdapter
 from sandbox.host import names, netfilter
@@ -181,7 +182,7 @@ class Running:
 
 def _start(eng: Engine, app: str, *args: str) -> Running:
     out = io.BytesIO()
-    prepared = sandbox.plan(eng.images[app], engine_url=eng.url)
+    prepared = plan_as_labelled(eng.images[app], eng.url)
     session = sandbox.launch(prepared, args=args, stdio=sandbox.Stdio(stdout=out, stderr=out))
     return Running(session, out)
 

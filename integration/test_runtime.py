@@ -70,7 +70,7 @@ class Engine:
 
 def _engine(name: str, url: str, images: dict[str, str]) -> Engine:
     adapter = DockerAdapter.from_env(url)
-    ids = {app: unverified_app_id(app, adapter.image(ref).id) for app, ref in images.items()}
+    ids = {app: unverified_app_id(app, adapter.image_config(ref).id) for app, ref in images.items()}
     return Engine(name, url, images, ids)
 
 

@@ -301,10 +301,14 @@ def build_rebased_archive(
 
 
 def smoke_check(
-    image: str, command: tuple[str, ...], timeout_s: float, engine_url: str | None
+    image: str,
+    app: InstalledApp,
+    command: tuple[str, ...],
+    timeout_s: float,
+    engine_url: str | None,
 ) -> SmokeResult:
-    """Run `image` through the runtime (same plan and hardening as `sandbox run --yes`);
-    passes when the command exits 0 or is still running after `timeout_s`."""
+    """Run `image` as the installed `app` it is to become (same plan and hardening as `sandbox
+    run --yes`); passes when the command exits 0 or is still running after `timeout_s`."""
     import io
 
     from sandbox.distribution import resolve
@@ -312,7 +316,7 @@ def smoke_check(
 
     started = time.monotonic()
     try:
-        prepared = resolve.plan(image, engine_url=engine_url)
+        prepared = resolve.plan_candidate(image, app, engine_url=engine_url)
         if command:
             plan = dataclasses.replace(
                 prepared.plan, app=dataclasses.replace(prepared.plan.app, command=command)
@@ -411,7 +415,7 @@ def rebase(
         raise LaunchError(f"the engine did not keep the rebased image {new_id[:19]}")
     if loaded.diff_ids[len(new.diff_ids) :] != app_layers:
         raise LaunchError("the rebased image's app layers differ from the app's")
-    smoke = smoke_check(tag, record.manifest.app.smoke, smoke_timeout_s, engine_url)
+    smoke = smoke_check(tag, record, record.manifest.app.smoke, smoke_timeout_s, engine_url)
     if not smoke.passed:
         adapter.images.remove(tag)
         raise LaunchError(

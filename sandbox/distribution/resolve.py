@@ -69,6 +69,20 @@ def plan(
     return prepare(resolved.image, site_policy=site_policy, overrides=overrides)
 
 
+def plan_candidate(
+    image: str, app: InstalledApp, *, engine_url: str | None = None
+) -> Prepared:
+    """Plan a local image that is about to become `app`'s installed image (the smoke check of a
+    user's own rebase) as that app: it must name the app's id, and it runs as the app."""
+    adapter = DockerAdapter.from_env(engine_url)
+    config = adapter.image_config(image)
+    manifest = _manifest_from(dict(config.labels), image)
+    if manifest.app.id != app.app_id:
+        raise IdentityError(f"image {image} names {manifest.app.id}, not {app.app_id}")
+    resolved = ResolvedImage(config.id, manifest, adapter.url, engine_url, config)
+    return prepare(resolved)
+
+
 def is_installed_image(app: InstalledApp, image_id: str) -> bool:
     """Whether the local image `image_id` is `app`'s installed image: the one hook that says an
     image may run as an installed app (a publisher-key check extends it, never widens it)."""
