@@ -69,9 +69,7 @@ def plan(
     return prepare(resolved.image, site_policy=site_policy, overrides=overrides)
 
 
-def plan_candidate(
-    image: str, app: InstalledApp, *, engine_url: str | None = None
-) -> Prepared:
+def plan_candidate(image: str, app: InstalledApp, *, engine_url: str | None = None) -> Prepared:
     """Plan a local image that is about to become `app`'s installed image (the smoke check of a
     user's own rebase) as that app: it must name the app's id, and it runs as the app."""
     adapter = DockerAdapter.from_env(engine_url)
